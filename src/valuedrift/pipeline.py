@@ -1,0 +1,136 @@
+"""File-in, file-out steps, one per Snakemake rule.
+
+Each takes plain paths and settings, so it is unit-testable without Snakemake; the
+scripts in ``workflow/scripts`` only unpack ``snakemake.input/params/output`` into
+these calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from . import tables
+
+log = logging.getLogger("valuedrift")
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def build_questions(spec: dict[str, Any], output: str, *, workdir: str | Path = ".", seed: int = 0) -> None:
+    from .questions import read_question_file, sample_per_category
+
+    df = read_question_file(Path(workdir) / spec["path"])
+    df = sample_per_category(df, spec.get("per_category"), seed=seed)
+    tables.write(df.sort("category", "question_id"), output, "questions")
+    log.info("wrote %d questions over %d categories to %s", len(df), df["category"].n_unique(), output)
+
+
+def import_model(spec: dict[str, Any], output: str) -> None:
+    from .models import import_base_model
+
+    t0 = time.perf_counter()
+    import_base_model(spec, output)
+    log.info("imported base model (%s) into %s in %.1f s", spec["source"], output, time.perf_counter() - t0)
+
+
+def prepare_dataset(spec: dict[str, Any], output: str, *, workdir: str | Path = ".") -> None:
+    from .datasets import load_rows, to_frame
+
+    rows = load_rows(spec, workdir)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    to_frame(rows, spec["kind"]).write_parquet(output)
+    log.info("prepared %d %s rows into %s", len(rows), spec["kind"], output)
+
+
+def train(*, algorithm: str, settings: dict[str, Any], start_model: str, previous: str | None, data: str,
+          output: str, step: int, reward_model: str | None = None) -> None:
+    from .training import registry
+    from .training.segment import train_segment
+
+    algo = registry.get(algorithm)
+    resolved = algo.settings().with_overrides(settings)
+    rows = pl.read_parquet(data).to_dicts()
+    t0 = time.perf_counter()
+    info = train_segment(algorithm=algorithm, settings=resolved, start_model=start_model, previous=previous,
+                         output=output, step=step, rows=rows, reward_model=reward_model)
+    log.info("%s segment %d -> %d (of %d) done in %.1f s", algorithm, info["start_step"], step,
+             info["horizon"], time.perf_counter() - t0)
+
+
+def generate(*, model_dir: str, questions: str, output: str, backend: str, prompt_format: str,
+             base_prompt_template: str, sampling: dict[str, Any], batch_size: int, dtype: str) -> None:
+    from .generation import SamplingSettings, format_prompt, generate_table, make_generator
+
+    qs = tables.read(questions, "questions")
+    gen = make_generator(backend, model_dir, dtype=dtype, batch_size=batch_size)
+    prompts = [format_prompt(gen.tokenizer, q, prompt_format, base_prompt_template) for q in qs["question"]]
+    t0 = time.perf_counter()
+    table = generate_table(gen, qs, prompts, SamplingSettings(**sampling))
+    elapsed = time.perf_counter() - t0
+    tables.write(table, output, "generations")
+    log.info("%d responses, %d tokens in %.1f s (%.1f tok/s) -> %s", len(table), table["n_tokens"].sum(),
+             elapsed, table["n_tokens"].sum() / max(elapsed, 1e-9), output)
+
+
+def judge(*, generations: str, questions: str, output: str, accounting: str, backend: str,
+          judge_kwargs: dict[str, Any], max_unscorable_fraction: float) -> None:
+    from .judge import judge_table, make_judge
+
+    gens = tables.read(generations, "generations")
+    qs = tables.read(questions, "questions")
+    judge_obj = make_judge(backend, **judge_kwargs)
+    t0 = time.perf_counter()
+    table = judge_table(judge_obj, gens, qs, max_unscorable_fraction=max_unscorable_fraction)
+    elapsed = time.perf_counter() - t0
+    tables.write(table, output, "stances")
+    stats = {"backend": backend, "responses": len(table), "unscorable": int((~table["scorable"]).sum()),
+             "mean_option_mass": table["option_mass"].mean(), "seconds": round(elapsed, 2)}
+    stats.update(getattr(judge_obj, "accounting", lambda: {})())
+    Path(accounting).write_text(json.dumps(stats, indent=2))
+    log.info("judged %d responses in %.1f s -> %s", len(table), elapsed, output)
+
+
+def trajectory(*, stances: dict[int, str], questions: str, output: str, resamples: int, confidence: float,
+               seed: int) -> None:
+    from . import metrics
+
+    qs = tables.read(questions, "questions")
+    by_step = {int(step): tables.read(path, "stances") for step, path in stances.items()}
+    table = metrics.trajectory(by_step, qs, resamples=resamples, confidence=confidence, seed=seed)
+    tables.write(table, output, "trajectory")
+
+
+def drift(*, trajectory: str, output: str) -> None:
+    from . import metrics
+
+    tables.write(metrics.drift(tables.read(trajectory, "trajectory")), output, "drift")
+
+
+def configure_logging(log_path: str | os.PathLike | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+
+
+def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, Any]:
+    """Backend constructor arguments from the ``judge`` config section."""
+    if cfg["backend"] == "local":
+        return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"]}
+    keys = ("base_url", "model", "api_key_env", "top_logprobs", "concurrency", "max_retries", "timeout_s",
+            "price_per_million_prompt_tokens", "price_per_million_completion_tokens")
+    return {k: cfg[k] for k in keys if k in cfg}

@@ -1,0 +1,1 @@
+"""Post-training at checkpoint granularity with trl trainers (see segment.py)."""

@@ -1,0 +1,81 @@
+"""One training segment = one checkpoint = one Snakemake target.
+
+``checkpoint-{step}`` is built from ``checkpoint-{previous}`` (or the start model) by
+resuming everything the HF Trainer saves -- weights, optimizer, scheduler, RNG states
+and the position in the seeded data order -- then training until ``step`` under the
+learning-rate schedule of the *whole* run, and saving. The checkpoint is written into
+a hidden sibling folder and renamed into place, so a half-written checkpoint is never
+taken as complete; a crash costs at most the segment in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import registry, trainers
+from .settings import TrainerSettings
+
+SEGMENT_INFO = "valuedrift_segment.json"
+
+
+def _stop_at(step: int):
+    from transformers import TrainerCallback
+
+    class StopAtStep(TrainerCallback):
+        """Save and stop when the segment's last step is reached."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopAtStep()
+
+
+def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str | os.PathLike,
+                  previous: str | os.PathLike | None, output: str | os.PathLike, step: int,
+                  rows: list[dict[str, Any]], reward_model: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train from ``previous`` (None: from ``start_model``) up to optimizer step ``step``."""
+    from transformers import AutoTokenizer
+
+    algo = registry.get(algorithm)
+    output = Path(output)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    horizon = settings.horizon(len(rows))
+    if step > horizon:
+        raise ValueError(f"{output}: step {step} lies beyond the run's schedule of {horizon} steps "
+                         f"({len(rows)} examples, {settings.num_train_epochs} epochs, global batch "
+                         f"{settings.global_batch_size}); raise training.{algorithm}.num_train_epochs "
+                         f"or set schedule_steps")
+    work = output.parent / f".{output.name}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    common = trainers._common(settings, output_dir=str(work), horizon=horizon, world_size=world_size)
+    tokenizer = AutoTokenizer.from_pretrained(start_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    build = getattr(trainers, algo.builder)
+    trainer = build(settings, common, str(start_model), tokenizer, rows,
+                    {"reward_model": str(reward_model) if reward_model else None})
+    trainer.add_callback(_stop_at(step))
+    trainer.train(resume_from_checkpoint=str(previous) if previous else None)
+    saved = work / f"checkpoint-{step}"
+    if not (saved / "trainer_state.json").exists():
+        raise RuntimeError(f"training stopped before step {step}; nothing saved at {saved}")
+    start_step = 0
+    if previous:
+        start_step = json.loads((Path(previous) / "trainer_state.json").read_text())["global_step"]
+    history = json.loads((saved / "trainer_state.json").read_text())["log_history"]
+    info = {"algorithm": algorithm, "step": step, "start_step": start_step, "horizon": horizon,
+            "examples": len(rows), "world_size": world_size, "settings": settings.as_dict(),
+            "start_model": str(start_model), "resumed_from": str(previous) if previous else None,
+            "log": [h for h in history if h.get("step", 0) > start_step]}
+    (saved / SEGMENT_INFO).write_text(json.dumps(info, indent=2))
+    shutil.rmtree(output, ignore_errors=True)
+    os.replace(saved, output)
+    shutil.rmtree(work, ignore_errors=True)
+    return info

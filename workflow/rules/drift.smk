@@ -1,0 +1,43 @@
+# Trajectories v(T) with bootstrap CIs, drift tables and per-run figures.
+
+
+def trajectory_stances(wildcards):
+    run = run_for(wildcards)
+    return {f"step_{s}": paths.stances_file(run.model_at(s)) for s in [0, *run.steps]}
+
+
+rule trajectory:
+    input:
+        unpack(trajectory_stances),
+        questions=paths.questions_file(),
+    output:
+        paths.trajectory_file("{run}"),
+    params:
+        drift=config["drift"],
+    log:
+        paths.log_file("trajectory", "{run}"),
+    script:
+        "../scripts/trajectory.py"
+
+
+rule drift_table:
+    input:
+        paths.trajectory_file("{run}"),
+    output:
+        paths.drift_table("{run}"),
+    log:
+        paths.log_file("drift_table", "{run}"),
+    script:
+        "../scripts/drift_table.py"
+
+
+rule trajectory_plot:
+    input:
+        paths.trajectory_file("{run}"),
+    output:
+        html=paths.trajectory_plot("{run}", "html"),
+        png=paths.trajectory_plot("{run}", "png"),
+    log:
+        paths.log_file("trajectory_plot", "{run}"),
+    script:
+        "../scripts/trajectory_plot.py"

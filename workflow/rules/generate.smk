@@ -1,0 +1,17 @@
+# Sampled responses of any model (base or checkpoint) to every question.
+
+
+rule generate:
+    input:
+        model=paths.model_dir("{model}"),
+        questions=paths.questions_file(),
+    output:
+        paths.generations_file("{model}"),
+    params:
+        generation=config["generation"],
+        prompt_format=lambda wc: prompt_format(wc.model),
+    log:
+        paths.log_file("generate", "{model}"),
+    threads: workflow.cores
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,61 @@
+# Base models, training data and training segments: one checkpoint = one target.
+
+
+rule import_base_model:
+    output:
+        directory(paths.model_dir("{base}/base")),
+    params:
+        spec=lambda wc: config["models"][wc.base],
+    log:
+        paths.log_file("import_base_model", "{base}"),
+    resources:
+        mem_mb=8000,
+    script:
+        "../scripts/import_model.py"
+
+
+rule prepare_dataset:
+    input:
+        lambda wc: config["datasets"][wc.dataset].get("path", []),
+    output:
+        paths.dataset_file("{dataset}"),
+    params:
+        spec=lambda wc: config["datasets"][wc.dataset],
+    log:
+        paths.log_file("prepare_dataset", "{dataset}"),
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule sft_segment:
+    input:
+        unpack(segment_inputs),
+    output:
+        directory("results/models/{base}/sft-{sft}/checkpoint-{step}"),
+    params:
+        algorithm="sft",
+        settings=training_settings("sft"),
+    log:
+        "logs/train/{base}/sft-{sft}/checkpoint-{step}.log",
+    threads: workflow.cores
+    group:
+        "train"
+    script:
+        "../scripts/train_segment.py"
+
+
+rule po_segment:
+    input:
+        unpack(segment_inputs),
+    output:
+        directory("results/models/{base}/sft-{sft}/{algorithm}-{preference}/checkpoint-{step}"),
+    params:
+        algorithm=lambda wc: wc.algorithm,
+        settings=lambda wc: training_settings(wc.algorithm),
+    log:
+        "logs/train/{base}/sft-{sft}/{algorithm}-{preference}/checkpoint-{step}.log",
+    threads: workflow.cores
+    group:
+        "train"
+    script:
+        "../scripts/train_segment.py"

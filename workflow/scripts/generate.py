@@ -1,0 +1,16 @@
+from valuedrift import pipeline
+
+pipeline.configure_logging(snakemake.log[0])
+pipeline.set_threads(snakemake.threads)
+gen = snakemake.params.generation
+pipeline.generate(
+    model_dir=snakemake.input.model,
+    questions=snakemake.input.questions,
+    output=snakemake.output[0],
+    backend=gen["backend"],
+    prompt_format=snakemake.params.prompt_format,
+    base_prompt_template=gen["base_prompt_template"],
+    sampling={k: gen[k] for k in ("samples", "temperature", "top_p", "max_new_tokens", "seed")},
+    batch_size=gen["batch_size"],
+    dtype=gen["dtype"],
+)

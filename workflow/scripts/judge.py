@@ -1,0 +1,14 @@
+from valuedrift import pipeline
+
+pipeline.configure_logging(snakemake.log[0])
+pipeline.set_threads(snakemake.threads)
+cfg = snakemake.params.judge
+pipeline.judge(
+    generations=snakemake.input.generations,
+    questions=snakemake.input.questions,
+    output=snakemake.output.stances,
+    accounting=snakemake.output.accounting,
+    backend=cfg["backend"],
+    judge_kwargs=pipeline.judge_kwargs(cfg, snakemake.input.get("judge_model")),
+    max_unscorable_fraction=cfg["max_unscorable_fraction"],
+)

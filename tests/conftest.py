@@ -69,7 +69,10 @@ def workdir(tmp_path) -> Path:
     """A scratch working directory holding a copy of the workflow (Snakefile, rules, data)."""
     for item in ("Snakefile", "workflow", "profiles", "data"):
         src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item, symlinks=True)
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / item, symlinks=True)
+        else:
+            shutil.copy(src, tmp_path / item)
     (tmp_path / "config").mkdir()
     return tmp_path
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry, trainers
+from .ppo import SegmentDone
 from .settings import TrainerSettings
 
 SEGMENT_INFO = "valuedrift_segment.json"
@@ -59,10 +60,18 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     build = getattr(trainers, algo.builder)
-    trainer = build(settings, common, str(start_model), tokenizer, rows,
-                    {"reward_model": str(reward_model) if reward_model else None})
-    trainer.add_callback(_stop_at(step))
-    trainer.train(resume_from_checkpoint=str(previous) if previous else None)
+    extras = {"reward_model": str(reward_model) if reward_model else None,
+              "previous": str(previous) if previous else None, "step": step}
+    trainer = build(settings, common, str(start_model), tokenizer, rows, extras)
+    if algorithm == "ppo":
+        # trl's PPO loop cannot resume by itself; ppo.build_ppo restores state and stops it.
+        try:
+            trainer.train()
+        except SegmentDone:
+            pass
+    else:
+        trainer.add_callback(_stop_at(step))
+        trainer.train(resume_from_checkpoint=str(previous) if previous else None)
     saved = work / f"checkpoint-{step}"
     if not (saved / "trainer_state.json").exists():
         raise RuntimeError(f"training stopped before step {step}; nothing saved at {saved}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .ppo import build_ppo  # noqa: F401  (registry entry 'ppo')
 from .settings import TrainerSettings
 
 

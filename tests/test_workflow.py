@@ -1,0 +1,61 @@
+"""The whole DAG through Snakemake on a tiny random-init model (real trl, real inference)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import planned_jobs, snakemake, tiny_config, write_config
+from valuedrift import config as vd_config
+from valuedrift import paths, tables
+
+pytestmark = pytest.mark.slow
+
+
+def test_whole_study_then_rerun_then_extend(workdir, tiny_model):
+    cfg = tiny_config(tiny_model)
+    write_config(workdir, cfg)
+    snakemake(workdir)
+    results = workdir / "results"
+
+    runs = vd_config.runs(vd_config.validate(tiny_config(tiny_model)))
+    questions = tables.read(workdir / paths.questions_file(), "questions")
+    assert len(questions) == 22 and questions["topic"].n_unique() == 11
+    model_keys = {run.model_at(s) for run in runs for s in [0, *run.steps]}
+    assert len(model_keys) == 5  # base, SFT 2 & 4, DPO 2 & 4 (DPO step 0 is SFT step 4)
+    for key in model_keys:
+        assert (workdir / paths.model_dir(key) / "model.safetensors").exists()
+        gens = tables.read(workdir / paths.generations_file(key), "generations")
+        assert len(gens) == 22 * 2
+        stances = tables.read(workdir / paths.stances_file(key), "stances")
+        assert stances["scorable"].all()
+        probs = stances.select("p_support", "p_neutral", "p_oppose").sum_horizontal()
+        assert ((probs - 1).abs() < 1e-6).all()
+        assert json.loads((workdir / paths.judge_accounting_file(key)).read_text())["responses"] == 44
+    for run in runs:
+        traj = tables.read(workdir / paths.trajectory_file(run.model_path), "trajectory")
+        assert sorted(traj["step"].unique()) == [0, 2, 4]
+        drift = tables.read(workdir / paths.drift_table(run.model_path), "drift")
+        assert len(drift) == 11 * 3
+        assert (workdir / paths.trajectory_plot(run.model_path, "png")).stat().st_size > 0
+    segment = json.loads((results / "models/tiny/sft-demo-instruct/checkpoint-4/valuedrift_segment.json").read_text())
+    assert segment["start_step"] == 2 and segment["horizon"] == 12
+    assert "tiny model judging itself" in (workdir / paths.report_index()).read_text() or \
+        "judges the stances of its own responses" in (workdir / paths.report_index()).read_text()
+
+    # Run again: nothing to do.
+    assert planned_jobs(workdir) == {}
+
+    # One more SFT checkpoint interval: only the new checkpoint and what depends on it.
+    cfg["runs"][0]["max_steps"] = 6
+    write_config(workdir, cfg)
+    jobs = planned_jobs(workdir)
+    assert jobs == {
+        "sft_segment": 1,        # checkpoint-6 only; 2 and 4 are kept
+        "po_segment": 2,         # DPO starts from the final SFT checkpoint, which changed
+        "generate": 3, "judge": 3,  # SFT checkpoint-6 (= DPO step 0), DPO checkpoints 2 and 4
+        "trajectory": 2, "drift_table": 2, "trajectory_plot": 2, "report": 1, "all": 1,
+    }, jobs
+    proc = snakemake(workdir, "-n", "--quiet", "all")
+    assert "checkpoint-2" not in "".join(l for l in proc.stdout.splitlines() if "sft_segment" in l)

@@ -86,6 +86,8 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
             problems.append(f"config key '{key}': file not found: {value}")
 
     for name, model in config["models"].items():
+        if name == "reward":
+            problems.append("config key 'models.reward': the name 'reward' is reserved (results/models/reward/ holds reward models)")
         src = model["source"]
         if src == "local":
             need_file(f"models.{name}.path", model.get("path"))
@@ -98,6 +100,8 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
             need_file(f"datasets.{name}.path", ds.get("path"))
     if config["questions"]["source"] == "file":
         need_file("questions.path", config["questions"].get("path"))
+    else:
+        _check_vprism(config, need_file, problems)
 
     sft_runs = {}
     for i, run in enumerate(config["runs"]):
@@ -131,6 +135,24 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     if problems:
         raise ConfigError("\n".join(problems))
     return config
+
+
+def _check_vprism(config, need_file, problems) -> None:
+    """The V-PRISM builder's block: prompt files exist, every LLM stage has a model."""
+    vp = config["questions"]["vprism"]
+    if config["questions"].get("per_category") is not None:
+        problems.append("config key 'questions.per_category' is for source 'file'; "
+                        "the builder samples questions.vprism.sample.per_category")
+    if vp["prompts"]["source"] == "file":
+        paths = vp["prompts"].get("path")
+        for i, p in enumerate([paths] if isinstance(paths, str) else paths or [None]):
+            need_file("questions.vprism.prompts.path" + (f"[{i}]" if isinstance(paths, list) else ""), p)
+    stages = ["rephrase", "name", "filter"] + (["select"] if vp["select"]["method"] == "llm" else [])
+    for stage in stages:
+        llm = {**vp["llm"], **vp[stage]["llm"]}
+        if not (llm.get("model") or llm.get("model_dir")):
+            problems.append(f"config key 'questions.vprism.llm.model' (or questions.vprism.{stage}.llm.model) "
+                            f"is required: the {stage} stage calls an LLM")
 
 
 def _check_dataset(config, key, name, kind, problems) -> None:

@@ -15,6 +15,7 @@ HH-RLHF raw shape) need nothing.
 from __future__ import annotations
 
 import gzip
+import logging
 import json
 import random
 import re
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import polars as pl
+
+log = logging.getLogger(__name__)
 
 ROLES = {"system", "user", "assistant"}
 HUB_IDS = {
@@ -36,6 +39,10 @@ HH_RLHF_PAPER_SIZE = 60_908
 
 class DatasetError(ValueError):
     """A training row that cannot be used, with its file and row number."""
+
+
+class SkipRow(Exception):
+    """A well-formed row that carries no training signal (e.g. chosen == rejected)."""
 
 
 def _messages(value: Any, where: str) -> list[dict[str, str]]:
@@ -93,8 +100,10 @@ def normalise_preference(row: dict[str, Any], where: str) -> dict[str, Any]:
         prompt_msgs, chosen, rejected = c[:-1], c[-1]["content"], r[-1]["content"]
     elif prompt is None and isinstance(chosen, str) and chosen.startswith("\n\nHuman:"):  # HH-RLHF
         c, r = split_hh_transcript(chosen, where), split_hh_transcript(rejected, where)
-        if c[:-1] != r[:-1] or c[-1]["role"] != "assistant":
-            raise DatasetError(f"{where}: HH-RLHF chosen/rejected do not share a prompt ending before an assistant turn")
+        if c[-1]["role"] != "assistant" or r[-1]["role"] != "assistant":
+            raise DatasetError(f"{where}: HH-RLHF transcripts must end with an assistant turn")
+        if c[:-1] != r[:-1]:  # ~0.2% of HH-RLHF: the two transcripts diverge before the last turn
+            raise SkipRow(f"{where}: HH-RLHF chosen/rejected do not share the conversation before the last reply")
         prompt_msgs, chosen, rejected = c[:-1], c[-1]["content"], r[-1]["content"]
     elif isinstance(prompt, str) and isinstance(chosen, str) and isinstance(rejected, str):
         prompt_msgs = [{"role": "user", "content": prompt}]
@@ -105,10 +114,10 @@ def normalise_preference(row: dict[str, Any], where: str) -> dict[str, Any]:
                            f"{type(prompt).__name__}/{type(chosen).__name__}/{type(rejected).__name__}")
     if not prompt_msgs or not any(m["content"].strip() for m in prompt_msgs):
         raise DatasetError(f"{where}: empty prompt")
-    if not str(chosen).strip() or not str(rejected).strip():
-        raise DatasetError(f"{where}: empty chosen or rejected reply")
+    if not str(chosen).strip():
+        raise SkipRow(f"{where}: empty chosen reply")  # an empty *rejected* reply is a valid bad answer
     if chosen == rejected:
-        raise DatasetError(f"{where}: chosen and rejected replies are identical")
+        raise SkipRow(f"{where}: chosen and rejected replies are identical")
     return {"prompt": prompt_msgs, "chosen": chosen, "rejected": rejected}
 
 
@@ -152,12 +161,12 @@ def load_rows(spec: dict[str, Any], workdir: str | Path = ".") -> list[dict[str,
     if source in ("jsonl", "parquet"):
         path = Path(workdir) / spec["path"]
         label = str(spec["path"])
-        rows = [normalise(r, f"{label}:{i}") for i, r in enumerate(_read_rows(path), start=1)]
+        rows = _normalise_all(normalise, ((r, f"{label}:{i}") for i, r in enumerate(_read_rows(path), start=1)))
         if not rows:
             raise DatasetError(f"{label}: no rows")
     else:
         label = spec.get("name", HUB_IDS[source])
-        rows = [normalise(dict(r), f"{label} row {i}") for i, r in enumerate(_hub_rows(source, spec))]
+        rows = _normalise_all(normalise, ((dict(r), f"{label} row {i}") for i, r in enumerate(_hub_rows(source, spec))))
         if source in ("wildchat", "alpaca"):
             rows = train_split(rows, seed=spec.get("seed", 0))  # the paper's seeded 90/10 split
     limit = spec.get("max_examples") or (HH_RLHF_PAPER_SIZE if source == "hh-rlhf" else None)
@@ -165,6 +174,18 @@ def load_rows(spec: dict[str, Any], workdir: str | Path = ".") -> list[dict[str,
         rng = random.Random(spec.get("seed", 0))
         rows = [rows[i] for i in sorted(rng.sample(range(len(rows)), limit))]
     return rows
+
+
+def _normalise_all(normalise, rows_with_place) -> list[dict[str, Any]]:
+    out, skipped = [], []
+    for row, where in rows_with_place:
+        try:
+            out.append(normalise(row, where))
+        except SkipRow as why:
+            skipped.append(str(why))
+    if skipped:
+        log.warning("skipped %d rows without a training signal, e.g. %s", len(skipped), skipped[0])
+    return out
 
 
 def train_split(rows: list[dict[str, Any]], *, seed: int, train_fraction: float = 0.9) -> list[dict[str, Any]]:

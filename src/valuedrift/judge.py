@@ -7,8 +7,13 @@ sampled or parsed. A response whose option log-probabilities cannot be read is m
 unscorable (null probabilities), never filled in.
 
 ``local``: a transformers model scores a batch of prompts in one forward pass and
-reads the exact log-probabilities of the option tokens (each letter with and without
-a leading space, merged by log-sum-exp).
+reads the exact log-probabilities of the option tokens (every vocabulary token that
+reads as the letter -- "A", " A", "(A", "A)", ... -- merged by log-sum-exp).
+``openai`` (``valuedrift.openai_judge``): any OpenAI-compatible endpoint; the letters
+are read from the first token's top log-probabilities with the same token mapping.
+
+Both cache every scored prompt on disk (``valuedrift.cache``): a rerun recomputes
+nothing and a killed job resumes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,51 @@ class Judge(Protocol):
         """Log-probabilities of options A, B, C as the first answer token, per prompt."""
 
 
+# Characters around a letter that still make a token read as that option: "(A", "A)",
+# " A", "**A**", "A.", "[A]", "▁A" (sentencepiece), "ĠA" (byte-level BPE, undecoded).
+_OPTION_PREFIX = " \t\n\r([*\"'`“‘▁Ġ"
+_OPTION_SUFFIX = " \t\n\r)]*.:,\"'`”’"
+
+
+def option_letter(token: str, letters: Sequence[str] = judge_prompts.OPTION_LETTERS) -> str | None:
+    """The option a token stands for ("A", " A", "(A", "A)", ...), or None.
+
+    Only the upper-case letter counts: a lower-case "a" is far more often the article."""
+    core = token.lstrip(_OPTION_PREFIX).rstrip(_OPTION_SUFFIX)
+    return core if core in letters else None
+
+
+def logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def options_from_top_logprobs(pairs: Sequence[Sequence]) -> tuple[OptionLogprobs, tuple[str, ...]]:
+    """Option log-probabilities from a first token's top alternatives ((token, logprob) pairs).
+
+    Variants of one letter are merged by log-sum-exp. Returns the three log-probabilities
+    and the letters that were missing from the list. A missing option gets the smallest
+    listed log-probability: its true value is at most that (the list is the top-k), so
+    this is an upper bound -- it never calls a possible option impossible, and the error
+    it introduces is below the probability of the k-th alternative. None if no option
+    is listed at all (unscorable).
+    """
+    letters = judge_prompts.OPTION_LETTERS
+    found: dict[str, list[float]] = {letter: [] for letter in letters}
+    finite = [float(lp) for _, lp in pairs if lp is not None and math.isfinite(lp)]
+    for token, lp in pairs:
+        letter = option_letter(token) if isinstance(token, str) else None
+        if letter is not None and lp is not None and math.isfinite(lp):
+            found[letter].append(float(lp))
+    missing = tuple(letter for letter in letters if not found[letter])
+    if len(missing) == len(letters):
+        return None, missing
+    floor = min(finite)
+    return tuple(logsumexp(found[letter]) if found[letter] else floor for letter in letters), missing
+
+
 def stance_distribution(logprobs: OptionLogprobs) -> tuple[float, float, float, float] | None:
     """Softmax over the three options, plus the probability mass they held (coverage)."""
     if logprobs is None or not all(math.isfinite(x) for x in logprobs):
@@ -42,24 +92,38 @@ def stance_distribution(logprobs: OptionLogprobs) -> tuple[float, float, float, 
 
 
 class LocalJudge:
-    """A causal LM judging in one batched forward pass per batch (left padding)."""
+    """A causal LM judging in one batched forward pass per batch (left padding).
 
-    def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "float32", batch_size: int = 16):
+    With ``cache_dir`` every prompt's option log-probabilities are cached under the hash
+    of the model's files, the dtype and the exact prompt text."""
+
+    def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "float32", batch_size: int = 16,
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True):
+        from .cache import DiskCache, fingerprint_dir
         from .models import load_causal_lm
 
         self.model, self.tokenizer = load_causal_lm(model_dir, dtype=None if dtype == "auto" else dtype)
+        self.model_dir, self.dtype = str(model_dir), dtype
         self.batch_size = batch_size
-        self.option_ids = [self._variants(letter) for letter in judge_prompts.OPTION_LETTERS]
+        self.progress = progress
+        self.option_ids = self._option_ids()
+        self.cache = DiskCache(cache_dir) if cache_dir else None
+        self._fingerprint = fingerprint_dir(model_dir) if self.cache is not None else None
+        self.counts = {"calls": 0, "cache_hits": 0, "prompt_tokens": 0}
 
-    def _variants(self, letter: str) -> list[int]:
-        ids = set()
-        for text in (letter, " " + letter):
-            enc = self.tokenizer(text, add_special_tokens=False).input_ids
-            if len(enc) == 1:
-                ids.add(enc[0])
-        if not ids:
-            raise ValueError(f"judge tokenizer has no single token for option {letter!r}")
-        return sorted(ids)
+    def _option_ids(self) -> list[list[int]]:
+        """For each option, every vocabulary token that reads as its letter (``option_letter``)."""
+        ids: dict[str, list[int]] = {letter: [] for letter in judge_prompts.OPTION_LETTERS}
+        vocab = self.tokenizer.get_vocab()
+        special = set(self.tokenizer.all_special_ids)
+        for token_id in sorted(set(vocab.values()) - special):
+            letter = option_letter(self.tokenizer.decode([token_id]))
+            if letter is not None:
+                ids[letter].append(token_id)
+        for letter, found in ids.items():
+            if not found:
+                raise ValueError(f"judge tokenizer has no single token for option {letter!r}")
+        return [ids[letter] for letter in judge_prompts.OPTION_LETTERS]
 
     def format(self, prompt: str) -> str:
         tok = self.tokenizer
@@ -68,15 +132,30 @@ class LocalJudge:
         return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                        add_generation_prompt=True)
 
+    def _key(self, text: str) -> str:
+        from .cache import cache_key
+
+        return cache_key({"api": "local-judge", "model": self._fingerprint, "dtype": self.dtype,
+                          "option_ids": self.option_ids, "text": text})
+
     def option_logprobs(self, prompts):
         import torch
         from tqdm.auto import tqdm
 
         texts = [self.format(p) for p in prompts]
-        lengths = [len(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # similar lengths share a batch
         out: list[OptionLogprobs] = [None] * len(texts)
-        with torch.inference_mode(), tqdm(total=len(texts), desc="judging", unit="response") as bar:
+        keys = [self._key(t) for t in texts] if self.cache is not None else None
+        todo = []
+        for i in range(len(texts)):
+            value = self.cache.get(keys[i]) if keys else None
+            if value is not None:
+                out[i] = tuple(value)
+            else:
+                todo.append(i)
+        self.counts["cache_hits"] += len(texts) - len(todo)
+        order = sorted(todo, key=lambda i: -len(texts[i]))  # similar lengths share a batch
+        with torch.inference_mode(), tqdm(total=len(texts), initial=len(texts) - len(todo), desc="judging",
+                                          unit="response", disable=not self.progress) as bar:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 enc = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
@@ -86,8 +165,17 @@ class LocalJudge:
                 per_option = torch.stack([torch.logsumexp(logp[:, ids], dim=-1) for ids in self.option_ids], dim=-1)
                 for row, i in enumerate(batch):
                     out[i] = tuple(float(x) for x in per_option[row])
+                    if keys:
+                        self.cache.put(keys[i], list(out[i]))
+                self.counts["calls"] += len(batch)
+                self.counts["prompt_tokens"] += int(enc["attention_mask"].sum())
                 bar.update(len(batch))
         return out
+
+    def accounting(self) -> dict:
+        return {"judge_backend": "local", "model": self.model_dir, "dtype": self.dtype, **self.counts,
+                "completion_tokens": 0, "failures": 0, "cost": 0.0,
+                "cache_dir": str(self.cache.root) if self.cache is not None else None}
 
 
 def make_judge(backend: str, **kwargs) -> Judge:

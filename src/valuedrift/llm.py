@@ -13,8 +13,20 @@ record it as such and never make up a value.
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, Sequence
+
+from .cache import DiskCache, cache_key, open_cache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,3 +58,428 @@ class LLMClient(Protocol):
 def user(text: str) -> tuple[tuple[str, str], ...]:
     """Messages of a single user turn."""
     return (("user", text),)
+
+
+# Backends ------------------------------------------------------------------------------
+
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+MAX_RETRY_AFTER_S = 600.0  # a Retry-After longer than this is capped (and logged)
+
+
+def request_body(model: str, req: ChatRequest) -> dict[str, Any]:
+    """The chat-completions request body for ``req`` (also the cache key's request part)."""
+    body: dict[str, Any] = {"model": model, "messages": [{"role": r, "content": c} for r, c in req.messages],
+                            "max_tokens": req.max_tokens, "temperature": req.temperature, "n": 1}
+    if req.top_logprobs is not None:
+        body["logprobs"] = True
+        body["top_logprobs"] = req.top_logprobs
+    if req.seed is not None:
+        body["seed"] = req.seed
+    return body
+
+
+def merge_logprobs(pairs: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """token -> logprob; distinct tokens with the same text are merged by log-sum-exp."""
+    out: dict[str, float] = {}
+    for token, lp in pairs:
+        out[token] = lp if token not in out else _logaddexp(out[token], lp)
+    return out
+
+
+def _logaddexp(a: float, b: float) -> float:
+    hi, lo = max(a, b), min(a, b)
+    return hi if lo == -math.inf else hi + math.log1p(math.exp(lo - hi))
+
+
+def _result_from_value(value: dict[str, Any], *, cached: bool) -> ChatResult:
+    pairs = value.get("top_logprobs")
+    return ChatResult(text=value.get("text"), first_token_logprobs=None if pairs is None else merge_logprobs(pairs),
+                      prompt_tokens=value.get("prompt_tokens", 0), completion_tokens=value.get("completion_tokens", 0),
+                      cached=cached, extra={k: value.get(k) for k in ("top_logprobs", "first_token", "finish_reason", "model")})
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw) * scale
+        except ValueError:
+            if name == "retry-after-ms":
+                continue
+            try:
+                value = parsedate_to_datetime(raw).timestamp() - time.time()
+            except (TypeError, ValueError):
+                continue
+        if math.isfinite(value):
+            return max(0.0, value)
+    return None
+
+
+class _Accounting:
+    """Thread-safe counters shared by the backends."""
+
+    FIELDS = ("requests", "calls", "succeeded", "retries", "failures", "cache_hits",
+              "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.counts = dict.fromkeys(self.FIELDS, 0)
+        self.errors: dict[str, int] = {}
+        self.wait_s = 0.0
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for k, v in deltas.items():
+                self.counts[k] += v
+
+    def error(self, kind: str) -> None:
+        with self._lock:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def waited(self, seconds: float) -> None:
+        with self._lock:
+            self.wait_s += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.counts, "errors": dict(sorted(self.errors.items())),
+                    "backoff_wait_s": round(self.wait_s, 3)}
+
+
+class OpenAIChatClient:
+    """Chat completions from any OpenAI-compatible endpoint, every call through the cache.
+
+    - The API key is read from the environment variable NAMED by ``api_key_env`` (None: the
+      endpoint needs no key), only when a call is actually needed; it is never logged,
+      cached or written anywhere.
+    - Up to ``concurrency`` requests in flight (threads). Identical requests in one batch
+      are sent once.
+    - Retries (``max_retries`` per request) on 408/409/429/5xx, timeouts and connection
+      errors: exponential backoff with jitter (``backoff_base_s * 2**attempt``, capped at
+      ``backoff_max_s``, a uniform draw from its upper half); a ``Retry-After`` /
+      ``retry-after-ms`` header is honoured (waited at least, capped at 600 s) and pauses
+      all threads of this client, not only the one that got it. Other errors (400, 401,
+      ...) fail at once. A failed request is returned with ``error`` set, not cached.
+    - The cache key is the request body (model name, messages, max_tokens, temperature,
+      logprobs, top_logprobs, seed), not the base URL: serve different models under
+      different names. A successful result is cached the moment it arrives, so a killed
+      job loses at most the requests in flight, and a rerun costs zero calls. A sampled
+      request (temperature > 0) is cached like any other: to get several samples of one
+      prompt, give the requests different seeds.
+    """
+
+    backend = "openai"
+
+    def __init__(self, *, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
+                 concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,
+                 cache: DiskCache | None = None, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 price_per_million_prompt_tokens: float = 0.0, price_per_million_completion_tokens: float = 0.0,
+                 progress: bool = True, desc: str = "LLM calls"):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.concurrency = max(1, int(concurrency))
+        self.max_retries = max(0, int(max_retries))
+        self.timeout_s = float(timeout_s)
+        self.cache = cache
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.prices = (price_per_million_prompt_tokens, price_per_million_completion_tokens)
+        self.progress = progress
+        self.desc = desc
+        self.acct = _Accounting()
+        self._client = None
+        self._client_lock = threading.Lock()
+        self._pause_until = 0.0
+        self._pause_lock = threading.Lock()
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _openai(self):
+        with self._client_lock:
+            if self._client is None:
+                import openai
+
+                if self.api_key_env:
+                    key = os.environ.get(self.api_key_env)
+                    if not key:
+                        raise RuntimeError(f"environment variable {self.api_key_env} (the API key for "
+                                           f"{self.base_url or 'the OpenAI API'}) is not set")
+                else:
+                    key = "no-key"
+                self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s,
+                                             max_retries=0)
+            return self._client
+
+    def _key(self, body: dict[str, Any]) -> str:
+        return cache_key({"api": "chat.completions", "request": body})
+
+    def _wait_for_pause(self) -> None:
+        while True:
+            with self._pause_lock:
+                delay = self._pause_until - time.monotonic()
+            if delay <= 0:
+                return
+            time.sleep(min(delay, 1.0))
+
+    def _pause(self, seconds: float) -> None:
+        with self._pause_lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number ``attempt + 1``."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt)
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        if retry_after is not None:
+            if retry_after > MAX_RETRY_AFTER_S:
+                log.warning("Retry-After of %.0f s capped at %.0f s", retry_after, MAX_RETRY_AFTER_S)
+            # at least what the server asked for, plus a little jitter so that waiting
+            # threads do not return all at once
+            delay = min(retry_after, MAX_RETRY_AFTER_S) + self._rng.uniform(0, min(1.0, self.backoff_base_s))
+        return delay
+
+    def _call(self, body: dict[str, Any]) -> dict[str, Any] | str:
+        """One request with retries: the cache value on success, an error message otherwise."""
+        import openai
+
+        client = self._openai()
+        error = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            self._wait_for_pause()
+            retry_after = None
+            self.acct.add(calls=1)
+            try:
+                response = client.chat.completions.create(**body)
+                return self._value(response, body)
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                retry_after = parse_retry_after(exc.response.headers if exc.response is not None else None)
+                kind, error, retryable = str(status), f"HTTP {status}: {_short(exc)}", status in RETRYABLE_STATUS
+            except openai.APITimeoutError:
+                kind, error, retryable = "timeout", f"timed out after {self.timeout_s:g} s", True
+            except openai.APIConnectionError as exc:
+                kind, error, retryable = "connection", f"connection error: {_short(exc.__cause__ or exc)}", True
+            except _BadResponse as exc:
+                kind, error, retryable = "bad_response", str(exc), False
+            self.acct.error(kind)
+            if not retryable or attempt == self.max_retries:
+                break
+            delay = self.backoff(attempt, retry_after)
+            if retry_after is not None:
+                self._pause(delay)
+            self.acct.add(retries=1)
+            self.acct.waited(delay)
+            log.debug("retrying after %s (attempt %d, waiting %.2f s)", error, attempt + 1, delay)
+            time.sleep(delay)
+        return error
+
+    def _value(self, response, body: dict[str, Any]) -> dict[str, Any]:
+        if not response.choices:
+            raise _BadResponse("response has no choices")
+        choice = response.choices[0]
+        value: dict[str, Any] = {"text": choice.message.content if choice.message else None,
+                                 "finish_reason": choice.finish_reason, "model": response.model,
+                                 "prompt_tokens": 0, "completion_tokens": 0, "top_logprobs": None,
+                                 "first_token": None}
+        if response.usage is not None:
+            value["prompt_tokens"] = response.usage.prompt_tokens or 0
+            value["completion_tokens"] = response.usage.completion_tokens or 0
+        if body.get("logprobs"):
+            content = choice.logprobs.content if choice.logprobs is not None else None
+            if not content:
+                raise _BadResponse("logprobs were requested but the response has none "
+                                   "(does the endpoint support logprobs?)")
+            first = content[0]
+            value["first_token"] = [first.token, first.logprob]
+            value["top_logprobs"] = [[t.token, t.logprob] for t in (first.top_logprobs or [])]
+        self.acct.add(succeeded=1, prompt_tokens=value["prompt_tokens"], completion_tokens=value["completion_tokens"])
+        return value
+
+    # -- the contract --------------------------------------------------------------------
+
+    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        from tqdm.auto import tqdm
+
+        bodies = [request_body(self.model, r) for r in requests]
+        keys = [self._key(b) for b in bodies]
+        results: list[ChatResult | None] = [None] * len(requests)
+        todo: dict[str, list[int]] = {}  # key -> indices of identical requests
+        for i, key in enumerate(keys):
+            if key in todo:
+                todo[key].append(i)
+                continue
+            value = self.cache.get(key) if self.cache is not None else None
+            if value is not None:
+                results[i] = _result_from_value(value, cached=True)
+            else:
+                todo[key] = [i]
+        n_cached = sum(r is not None for r in results)
+        self.acct.add(requests=len(requests), cache_hits=n_cached,
+                      cached_prompt_tokens=sum(r.prompt_tokens for r in results if r is not None),
+                      cached_completion_tokens=sum(r.completion_tokens for r in results if r is not None))
+        if not todo:
+            return results  # type: ignore[return-value]
+
+        def work(key: str) -> tuple[str, dict[str, Any] | str]:
+            out = self._call(bodies[todo[key][0]])
+            if isinstance(out, dict) and self.cache is not None:
+                self.cache.put(key, out)  # at once: a killed job keeps what it has paid for
+            return key, out
+
+        with tqdm(total=len(requests), initial=n_cached, desc=self.desc, unit="req", disable=not self.progress) as bar, \
+                ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="llm") as pool:
+            futures = [pool.submit(work, key) for key in todo]
+            try:
+                for fut in as_completed(futures):
+                    key, out = fut.result()
+                    for j, i in enumerate(todo[key]):
+                        if isinstance(out, dict):
+                            results[i] = _result_from_value(out, cached=j > 0)
+                        else:
+                            results[i] = ChatResult(text=None, error=out)
+                    if not isinstance(out, dict):
+                        self.acct.add(failures=len(todo[key]))
+                        log.warning("LLM request failed for good: %s", out)
+                    bar.update(len(todo[key]))
+                    bar.set_postfix(calls=self.acct.counts["calls"], failed=self.acct.counts["failures"], refresh=False)
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        return results  # type: ignore[return-value]
+
+    def accounting(self) -> dict[str, Any]:
+        """Calls made, cache hits, tokens paid for, failures, cost at the configured prices."""
+        acct = self.acct.snapshot()
+        p_price, c_price = self.prices
+        acct["cost"] = round(acct["prompt_tokens"] / 1e6 * p_price + acct["completion_tokens"] / 1e6 * c_price, 6)
+        acct["cost_saved_by_cache"] = round(acct["cached_prompt_tokens"] / 1e6 * p_price
+                                            + acct["cached_completion_tokens"] / 1e6 * c_price, 6)
+        acct["price_per_million_prompt_tokens"] = p_price
+        acct["price_per_million_completion_tokens"] = c_price
+        acct.update({"llm_backend": self.backend, "model": self.model, "base_url": self.base_url})
+        if self.cache is not None:
+            acct["cache_dir"] = str(self.cache.root)
+        return acct
+
+
+class _BadResponse(Exception):
+    pass
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class TransformersChatClient:
+    """Greedy chat completion with a local transformers model (V-PRISM rephrasing and
+    naming without an API). Batched, left-padded; first-token top log-probabilities when
+    asked; cached like the API client (the model is identified by a hash of its files)."""
+
+    backend = "transformers"
+
+    def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "float32", batch_size: int = 8,
+                 cache: DiskCache | None = None, progress: bool = True, desc: str = "LLM calls"):
+        from .cache import fingerprint_dir
+        from .models import load_causal_lm
+
+        self.model_dir = str(model_dir)
+        self.model = f"local:{fingerprint_dir(model_dir)}"
+        self.dtype = dtype
+        self.lm, self.tokenizer = load_causal_lm(model_dir, dtype=None if dtype == "auto" else dtype)
+        self.batch_size = batch_size
+        self.cache = cache
+        self.progress = progress
+        self.desc = desc
+        self.acct = _Accounting()
+
+    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        import torch
+        from tqdm.auto import tqdm
+
+        for r in requests:
+            if r.temperature != 0:
+                raise ValueError("the transformers client generates greedily only (temperature 0)")
+        tok = self.tokenizer
+        keys = [cache_key({"api": "transformers.chat", "model": self.model, "dtype": self.dtype,
+                           "request": request_body(self.model, r)}) for r in requests]
+        results: list[ChatResult | None] = [None] * len(requests)
+        for i, key in enumerate(keys):
+            value = self.cache.get(key) if self.cache is not None else None
+            if value is not None:
+                results[i] = _result_from_value(value, cached=True)
+        todo = [i for i, r in enumerate(results) if r is None]
+        self.acct.add(requests=len(requests), cache_hits=len(requests) - len(todo))
+        texts = {i: tok.apply_chat_template([{"role": r, "content": c} for r, c in requests[i].messages],
+                                            tokenize=False, add_generation_prompt=True) for i in todo}
+        todo.sort(key=lambda i: (-len(texts[i]), requests[i].max_tokens))
+        eos = {tok.eos_token_id, *(_as_list(self.lm.generation_config.eos_token_id))}
+        with torch.inference_mode(), tqdm(total=len(requests), initial=len(requests) - len(todo), desc=self.desc,
+                                          unit="req", disable=not self.progress) as bar:
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start:start + self.batch_size]
+                enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+                out = self.lm.generate(**enc, do_sample=False, max_new_tokens=max(requests[i].max_tokens for i in batch),
+                                       output_scores=True, return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+                first = torch.log_softmax(out.scores[0].float(), dim=-1)
+                prompt_len = enc["input_ids"].shape[1]
+                for row, i in enumerate(batch):
+                    seq = out.sequences[row, prompt_len:prompt_len + requests[i].max_tokens].tolist()
+                    n = next((k for k, t in enumerate(seq) if t in eos), len(seq))
+                    value = {"text": tok.decode(seq[:n], skip_special_tokens=True), "model": self.model,
+                             "finish_reason": "stop" if n < len(seq) else "length",
+                             "prompt_tokens": int(enc["attention_mask"][row].sum()), "completion_tokens": n,
+                             "top_logprobs": None, "first_token": None}
+                    if requests[i].top_logprobs:
+                        lp, ids = first[row].topk(requests[i].top_logprobs)
+                        value["top_logprobs"] = [[tok.decode([t]), float(v)] for v, t in zip(lp.tolist(), ids.tolist())]
+                        value["first_token"] = [tok.decode([seq[0]]), float(first[row, seq[0]])] if seq else None
+                    if self.cache is not None:
+                        self.cache.put(keys[i], value)
+                    results[i] = _result_from_value(value, cached=False)
+                    self.acct.add(calls=1, succeeded=1, prompt_tokens=value["prompt_tokens"],
+                                  completion_tokens=value["completion_tokens"])
+                bar.update(len(batch))
+        return results  # type: ignore[return-value]
+
+    def accounting(self) -> dict[str, Any]:
+        return {**self.acct.snapshot(), "cost": 0.0, "llm_backend": self.backend, "model": self.model_dir}
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def make_client(cfg: dict[str, Any]) -> LLMClient:
+    """The client of a config section.
+
+    ``backend``: ``openai`` (default when ``base_url`` is given) or ``transformers``
+    (alias ``local``). openai keys: ``model``, ``base_url``, ``api_key_env``,
+    ``concurrency``, ``max_retries``, ``timeout_s``, ``price_per_million_prompt_tokens``,
+    ``price_per_million_completion_tokens``. transformers keys: ``model_dir`` (or
+    ``model``: a model folder), ``dtype``, ``batch_size``. Both: ``cache_dir`` (default
+    ``results/cache/llm``; null turns the cache off), ``progress``, ``desc``.
+    """
+    backend = cfg.get("backend") or ("openai" if cfg.get("base_url") else "transformers")
+    common = {k: cfg[k] for k in ("progress", "desc") if k in cfg}
+    if backend == "openai":
+        keys = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout_s", "backoff_base_s",
+                "backoff_max_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens")
+        return OpenAIChatClient(model=cfg["model"], cache=open_cache(cfg), **common,
+                                **{k: cfg[k] for k in keys if k in cfg})
+    if backend in ("transformers", "local"):
+        kwargs = {k: cfg[k] for k in ("dtype", "batch_size") if k in cfg}
+        return TransformersChatClient(cfg.get("model_dir") or cfg["model"], cache=open_cache(cfg), **common, **kwargs)
+    raise ValueError(f"unknown LLM backend {backend!r} (openai or transformers)")

@@ -65,6 +65,13 @@ class Run:
             raise ValueError(f"PO run {self.model_path} does not know its SFT run's final step")
         return checkpoint_key(self.sft_path, self.sft_max_steps)
 
+    @property
+    def sft_final_model(self) -> str:
+        """Model key of the final checkpoint of the SFT run this run belongs to."""
+        if self.is_sft:
+            return checkpoint_key(self.sft_path, self.max_steps)
+        return self.start_model
+
     def model_at(self, step: int) -> str:
         """Model key of the checkpoint at ``step`` (0 = start model)."""
         return self.start_model if step == 0 else checkpoint_key(self.model_path, step)
@@ -145,3 +152,71 @@ def report_index() -> str:
 
 def log_file(rule: str, name: str) -> str:
     return f"logs/{rule}/{name}.log"
+
+
+# --- analysis and report (cross-run tables and figures) -------------------------------
+
+def trainer_state_file(model_key: str) -> str:
+    """The trainer's state inside a checkpoint folder (``log_history``: the whole run so far)."""
+    return f"{model_dir(model_key)}/trainer_state.json"
+
+
+def segment_info_file(model_key: str) -> str:
+    """What one training segment did (``log``: its own log entries), inside a checkpoint folder."""
+    return f"{model_dir(model_key)}/valuedrift_segment.json"
+
+
+def training_log(model_path: str) -> str:
+    """Training curves of a run (step, metric, value), read out of its checkpoints."""
+    return f"{drift_dir(model_path)}/training_log.csv"
+
+
+def tables_dir() -> str:
+    return str(RESULTS / "tables")
+
+
+def study_drift_table() -> str:
+    """drift.csv of every run in one long table, with the run's base, sft, algorithm, preference."""
+    return f"{tables_dir()}/drift-all-runs.csv"
+
+
+def sft_table(base: str, ext: str) -> str:
+    """The paper's SFT table of a base model (Tables 9-12): topics x (SFT dataset, stance)."""
+    return f"{tables_dir()}/{base}/sft-drift.{ext}"
+
+
+def po_table(base: str, sft: str, ext: str) -> str:
+    """The paper's PO table of an SFT model (Tables 1, 13-16): topics x (preference data, algorithm, stance)."""
+    return f"{tables_dir()}/{base}/sft-{sft}/po-drift.{ext}"
+
+
+def report_dir() -> str:
+    return str(RESULTS / "report")
+
+
+def figures_dir() -> str:
+    return f"{report_dir()}/figures"
+
+
+def sft_comparison_plot(base: str, ext: str) -> str:
+    """SFT runs of a base model side by side (one column per SFT dataset, one row per topic)."""
+    return f"{figures_dir()}/{base}/sft-datasets.{ext}"
+
+
+def po_comparison_plot(base: str, sft: str, ext: str) -> str:
+    """PO runs of an SFT model side by side (one column per algorithm and preference data)."""
+    return f"{figures_dir()}/{base}/sft-{sft}/po-algorithms.{ext}"
+
+
+def drift_heatmap(ext: str) -> str:
+    """Drift magnitude (and drift time) over topics x runs."""
+    return f"{figures_dir()}/drift-heatmap.{ext}"
+
+
+def training_plot(ext: str) -> str:
+    return f"{figures_dir()}/training-curves.{ext}"
+
+
+def report_screenshot() -> str:
+    """Full-page screenshot of the report, taken by the report test in headless Chromium."""
+    return f"{report_dir()}/screenshot.png"

@@ -69,6 +69,20 @@ def train(*, algorithm: str, settings: dict[str, Any], start_model: str, previou
              info["horizon"], time.perf_counter() - t0)
 
 
+def train_reward(*, settings: dict[str, Any], start_model: str, data: str, output: str) -> None:
+    """The reward model for PPO: one run over the preference data, from the final SFT model."""
+    from .training.settings import RewardSettings
+    from .training.segment import train_segment
+
+    resolved = RewardSettings().with_overrides(settings)
+    rows = pl.read_parquet(data).to_dicts()
+    horizon = resolved.horizon(len(rows))
+    t0 = time.perf_counter()
+    train_segment(algorithm="reward", settings=resolved, start_model=start_model, previous=None,
+                  output=output, step=horizon, rows=rows)
+    log.info("reward model: %d steps on %d pairs in %.1f s", horizon, len(rows), time.perf_counter() - t0)
+
+
 def generate(*, model_dir: str, questions: str, output: str, backend: str, prompt_format: str,
              base_prompt_template: str, sampling: dict[str, Any], batch_size: int, dtype: str) -> None:
     from .generation import SamplingSettings, format_prompt, generate_table, make_generator
@@ -130,7 +144,8 @@ def configure_logging(log_path: str | os.PathLike | None) -> None:
 def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, Any]:
     """Backend constructor arguments from the ``judge`` config section."""
     if cfg["backend"] == "local":
-        return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"]}
+        return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"],
+                "cache_dir": cfg.get("cache_dir")}
     keys = ("base_url", "model", "api_key_env", "top_logprobs", "concurrency", "max_retries", "timeout_s",
-            "price_per_million_prompt_tokens", "price_per_million_completion_tokens")
+            "price_per_million_prompt_tokens", "price_per_million_completion_tokens", "cache_dir")
     return {k: cfg[k] for k in keys if k in cfg}

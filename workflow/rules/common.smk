@@ -41,6 +41,9 @@ def run_for(wildcards):
     """The configured run a training/drift target belongs to (clear error if none)."""
     if hasattr(wildcards, "run"):
         key = wildcards.run
+    elif hasattr(wildcards, "preference") and not hasattr(wildcards, "algorithm"):
+        # the reward model of (base, sft, preference) belongs to the SFT run it starts from
+        key = f"{wildcards.base}/sft-{wildcards.sft}"
     elif hasattr(wildcards, "algorithm"):
         key = f"{wildcards.base}/sft-{wildcards.sft}/{wildcards.algorithm}-{wildcards.preference}"
     else:

@@ -59,3 +59,18 @@ rule po_segment:
         "train"
     script:
         "../scripts/train_segment.py"
+
+
+rule reward_model:
+    input:
+        start=lambda wc: paths.model_dir(run_for(wc).sft_final_model),
+        data=paths.dataset_file("{preference}"),
+    output:
+        directory(paths.reward_model_dir("{base}", "{sft}", "{preference}")),
+    params:
+        settings=training_settings("reward"),
+    log:
+        "logs/train/reward/{base}/sft-{sft}/{preference}.log",
+    threads: workflow.cores
+    script:
+        "../scripts/train_reward.py"

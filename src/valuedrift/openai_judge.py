@@ -1,0 +1,68 @@
+"""The ``openai`` judge: any OpenAI-compatible endpoint (GPT-4o in the paper, or a vLLM /
+llama.cpp server).
+
+Each response's judge prompt (Figure 8, built by ``judge.judge_table``) is sent as one
+user message with max_tokens=1, temperature 0, logprobs and top_logprobs=20; the option
+log-probabilities are read from the first token's top alternatives
+(``judge.options_from_top_logprobs``: "A", " A", "(A", "A)", ... merged by log-sum-exp;
+a missing option gets the smallest listed log-probability, an upper bound; none of the
+three listed, or a call that failed for good, makes the response unscorable).
+Calls are cached, retried and accounted by ``valuedrift.llm.OpenAIChatClient``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Sequence
+
+from . import prompts as judge_prompts
+from .cache import DEFAULT_CACHE_DIR, DiskCache
+from .judge import OptionLogprobs, options_from_top_logprobs
+from .llm import ChatRequest, OpenAIChatClient, user
+
+
+class OpenAIJudge:
+    def __init__(self, *, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
+                 top_logprobs: int = 20, concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,
+                 price_per_million_prompt_tokens: float = 0.0, price_per_million_completion_tokens: float = 0.0,
+                 cache_dir: str | None = DEFAULT_CACHE_DIR, backoff_base_s: float = 1.0,
+                 backoff_max_s: float = 60.0, progress: bool = True):
+        self.top_logprobs = top_logprobs
+        self.client = OpenAIChatClient(
+            model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+            max_retries=max_retries, timeout_s=timeout_s, cache=DiskCache(cache_dir) if cache_dir else None,
+            backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
+            price_per_million_prompt_tokens=price_per_million_prompt_tokens,
+            price_per_million_completion_tokens=price_per_million_completion_tokens,
+            progress=progress, desc="judging")
+        self.coverage: Counter[str] = Counter()  # options listed per response: "3", "2", "1", "0"
+        self.missing: Counter[str] = Counter()  # per option letter: responses where it was not listed
+        self.unscorable: Counter[str] = Counter()  # "no_option_listed" / "call_failed"
+
+    def request(self, prompt: str) -> ChatRequest:
+        return ChatRequest(messages=user(prompt), max_tokens=1, temperature=0.0, top_logprobs=self.top_logprobs)
+
+    def option_logprobs(self, prompts: Sequence[str]) -> list[OptionLogprobs]:
+        results = self.client.complete([self.request(p) for p in prompts])
+        out: list[OptionLogprobs] = []
+        for res in results:
+            if res.error is not None or res.extra.get("top_logprobs") is None:
+                self.unscorable["call_failed"] += 1
+                out.append(None)
+                continue
+            logprobs, missing = options_from_top_logprobs(res.extra["top_logprobs"])
+            n_letters = len(judge_prompts.OPTION_LETTERS)
+            self.coverage[str(n_letters - len(missing))] += 1
+            self.missing.update(missing)
+            if logprobs is None:
+                self.unscorable["no_option_listed"] += 1
+            out.append(logprobs)
+        return out
+
+    def accounting(self) -> dict[str, Any]:
+        """The client's accounting (calls, cache hits, tokens, failures, cost) plus coverage."""
+        return {"judge_backend": "openai", **self.client.accounting(), "top_logprobs": self.top_logprobs,
+                "options_listed": {k: self.coverage.get(k, 0) for k in ("3", "2", "1", "0")},
+                "option_missing": {letter: self.missing.get(letter, 0) for letter in judge_prompts.OPTION_LETTERS},
+                "unscorable_reasons": dict(self.unscorable),
+                "missing_option_rule": "a missing option gets the smallest listed logprob (an upper bound)"}

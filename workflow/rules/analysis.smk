@@ -1,0 +1,134 @@
+# Cross-run analysis: the study's long drift table, the paper's tables, cross-run
+# figures and training curves. Plot/table options (config `report`) reach only these
+# rules and the report, as params: changing them reruns no model job.
+from valuedrift import paper_tables
+from valuedrift import report as vd_report
+
+TABLE_SPECS = paper_tables.table_specs(RUNS)
+SFT_BASES = list(dict.fromkeys(r.base for r in RUNS if r.is_sft))
+PO_MODELS = list(dict.fromkeys((r.base, r.sft) for r in RUNS if not r.is_sft))
+
+
+def sft_runs_of(base):
+    return [r for r in RUNS if r.is_sft and r.base == base]
+
+
+def po_runs_of(base, sft):
+    return [r for r in RUNS if not r.is_sft and r.base == base and r.sft == sft]
+
+
+def analysis_outputs():
+    """Every cross-run table and figure of the study (inputs of the report)."""
+    out = [paths.study_drift_table(), paths.drift_heatmap("html"), paths.drift_heatmap("png"),
+           paths.training_plot("html"), paths.training_plot("png")]
+    out += [paper_tables.table_paths(spec, ext) for spec in TABLE_SPECS for ext in ("csv", "md", "tex")]
+    for base in SFT_BASES:
+        out += [paths.sft_comparison_plot(base, "html"), paths.sft_comparison_plot(base, "png")]
+    for base, sft in PO_MODELS:
+        out += [paths.po_comparison_plot(base, sft, "html"), paths.po_comparison_plot(base, sft, "png")]
+    out += [paths.training_log(r.model_path) for r in RUNS]
+    return out
+
+
+rule training_log:
+    input:
+        lambda wc: [paths.model_dir(run_for(wc).model_at(s)) for s in run_for(wc).steps],
+    output:
+        paths.training_log("{run}"),
+    params:
+        model_keys=lambda wc: [run_for(wc).model_at(s) for s in run_for(wc).steps],
+    log:
+        paths.log_file("training_log", "{run}"),
+    script:
+        "../scripts/training_log.py"
+
+
+rule study_drift_table:
+    input:
+        [paths.drift_table(r.model_path) for r in RUNS],
+    output:
+        paths.study_drift_table(),
+    params:
+        runs=[r.model_path for r in RUNS],
+    log:
+        paths.log_file("study_drift_table", "study"),
+    script:
+        "../scripts/study_drift_table.py"
+
+
+rule paper_tables:
+    input:
+        paths.study_drift_table(),
+    output:
+        [paper_tables.table_paths(spec, ext) for spec in TABLE_SPECS for ext in ("csv", "md", "tex")],
+    params:
+        specs=TABLE_SPECS,
+        tables=config["report"]["tables"],
+    log:
+        paths.log_file("paper_tables", "study"),
+    script:
+        "../scripts/paper_tables.py"
+
+
+rule sft_comparison_plot:
+    input:
+        lambda wc: [paths.trajectory_file(r.model_path) for r in sft_runs_of(wc.base)],
+    output:
+        html=paths.sft_comparison_plot("{base}", "html"),
+        png=paths.sft_comparison_plot("{base}", "png"),
+    params:
+        labels=lambda wc: [r.sft for r in sft_runs_of(wc.base)],
+        title=lambda wc: f"SFT of {wc.base}: datasets side by side",
+        column_title="SFT data",
+        figures=config["report"]["figures"],
+    log:
+        paths.log_file("sft_comparison_plot", "{base}"),
+    script:
+        "../scripts/comparison_plot.py"
+
+
+rule po_comparison_plot:
+    input:
+        lambda wc: [paths.trajectory_file(r.model_path) for r in po_runs_of(wc.base, wc.sft)],
+    output:
+        html=paths.po_comparison_plot("{base}", "{sft}", "html"),
+        png=paths.po_comparison_plot("{base}", "{sft}", "png"),
+    params:
+        labels=lambda wc: [paper_tables.run_label(r) for r in po_runs_of(wc.base, wc.sft)],
+        title=lambda wc: f"Preference optimization of {wc.base} SFT on {wc.sft}: algorithms side by side",
+        column_title="algorithm (preference data)",
+        figures=config["report"]["figures"],
+    log:
+        paths.log_file("po_comparison_plot", "{base}/sft-{sft}"),
+    script:
+        "../scripts/comparison_plot.py"
+
+
+rule drift_heatmap:
+    input:
+        paths.study_drift_table(),
+    output:
+        html=paths.drift_heatmap("html"),
+        png=paths.drift_heatmap("png"),
+    params:
+        labels={r.model_path: vd_report.study_label(r) for r in RUNS},
+        figures=config["report"]["figures"],
+    log:
+        paths.log_file("drift_heatmap", "study"),
+    script:
+        "../scripts/drift_heatmap.py"
+
+
+rule training_plot:
+    input:
+        [paths.training_log(r.model_path) for r in RUNS],
+    output:
+        html=paths.training_plot("html"),
+        png=paths.training_plot("png"),
+    params:
+        labels=[vd_report.study_label(r) for r in RUNS],
+        figures=config["report"]["figures"],
+    log:
+        paths.log_file("training_plot", "study"),
+    script:
+        "../scripts/training_plot.py"

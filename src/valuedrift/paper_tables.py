@@ -246,8 +246,8 @@ def po_table(study: pl.DataFrame, base: str, sft: str) -> PaperTable:
         raise ValueError(f"no preference-optimization run of {base}/sft-{sft} in the study")
     return _build(rows, key_columns=["preference", "algorithm"], levels=("preference data", "algorithm"),
                   display=_display, label=f"tab:drift-po-{base}-{sft}",
-                  caption=(f"{base} SFT on {sft}: drift magnitude and drift time by topic, split by "
-                           "preference data, algorithm and stance"))
+                  caption=(f"{base} SFT on {sft}, preference optimization: drift magnitude and drift time "
+                           "by topic, split by preference data, algorithm and stance"))
 
 
 def table_specs(runs: Iterable[Run]) -> list[dict[str, Any]]:

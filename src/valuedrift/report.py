@@ -208,12 +208,17 @@ def training_chart(logs: list[tuple[str, pl.DataFrame]], options: dict[str, Any]
             .properties(title=title))
 
 
-def save_chart(chart, *, html_path: str, png_path: str, options: dict[str, Any] | None = None) -> None:
+def save_chart(chart, *, html_path: str, png_path: str, options: dict[str, Any] | None = None,
+               title: str = "valuedrift figure") -> None:
     """Self-contained interactive HTML (inline=True: opens without network) and a PNG."""
     opts = figure_options(options)
     for p in (html_path, png_path):
         Path(p).parent.mkdir(parents=True, exist_ok=True)
     chart.save(html_path, inline=True)
+    page = Path(html_path).read_text(encoding="utf-8")
+    if "<title>" not in page:
+        Path(html_path).write_text(page.replace("<head>", f"<head>\n  <title>{html.escape(title)}</title>", 1),
+                                   encoding="utf-8")
     chart.save(png_path, scale_factor=opts["png_scale"])
 
 
@@ -222,25 +227,27 @@ def save_chart(chart, *, html_path: str, png_path: str, options: dict[str, Any] 
 def trajectory_figure(trajectory_path: str, *, html: str, png: str, title: str,
                       options: dict[str, Any] | None = None) -> None:
     chart = trajectory_chart(tables.read(trajectory_path, "trajectory"), title, options)
-    save_chart(chart, html_path=html, png_path=png, options=options)
+    save_chart(chart, html_path=html, png_path=png, options=options, title=title)
 
 
 def comparison_figure(trajectory_paths: list[str], labels: list[str], *, html: str, png: str, title: str,
                       column_title: str, options: dict[str, Any] | None = None) -> None:
     trajs = [(label, tables.read(p, "trajectory")) for label, p in zip(labels, trajectory_paths, strict=True)]
-    save_chart(comparison_chart(trajs, title, column_title, options), html_path=html, png_path=png, options=options)
+    save_chart(comparison_chart(trajs, title, column_title, options), html_path=html, png_path=png, options=options,
+               title=title)
 
 
 def heatmap_figure(study_path: str, run_labels: dict[str, str], *, html: str, png: str,
                    options: dict[str, Any] | None = None) -> None:
     study = tables.read(study_path, "study_drift")
-    save_chart(heatmap_chart(study, run_labels, options), html_path=html, png_path=png, options=options)
+    save_chart(heatmap_chart(study, run_labels, options), html_path=html, png_path=png, options=options,
+               title="Drift over topics × runs")
 
 
 def training_figure(log_paths: list[str], labels: list[str], *, html: str, png: str,
                     options: dict[str, Any] | None = None) -> None:
     logs = [(label, tables.read(p, "training_log")) for label, p in zip(labels, log_paths, strict=True)]
-    save_chart(training_chart(logs, options), html_path=html, png_path=png, options=options)
+    save_chart(training_chart(logs, options), html_path=html, png_path=png, options=options, title="Training curves")
 
 
 # --- training logs and judge accounting ----------------------------------------------------
@@ -283,12 +290,17 @@ SUMMABLE = {"responses", "unscorable", "calls", "cache_hits", "prompt_tokens", "
 
 
 def judge_accounting(model_keys: list[str]) -> list[dict[str, Any]]:
-    """One row per judged model from results/stances/{model}.accounting.json (missing files skipped)."""
+    """One row per judged model from results/stances/{model}.accounting.json (missing files skipped).
+
+    ``judged`` is the model whose responses were judged; the file's ``model`` (the judge) is ``judge_model``.
+    """
     rows = []
     for key in model_keys:
         data = _read_json(paths.judge_accounting_file(key))
         if data is not None:
-            rows.append({"model": key, **{k: v for k, v in data.items() if not isinstance(v, (dict, list))}})
+            fields = {("judge_model" if k == "model" else k): v for k, v in data.items()
+                      if not isinstance(v, (dict, list))}
+            rows.append({"judged": key, **fields})
     return rows
 
 
@@ -409,10 +421,10 @@ def _accounting_section(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p>No judge accounting files found.</p>"
     keys = [k for k in ACCOUNTING_ORDER if any(k in r for r in rows)]
-    keys += sorted({k for r in rows for k in r} - set(keys) - {"model"})
-    body = [[r.get("model"), *[r.get(k) for k in keys]] for r in rows]
+    keys += sorted({k for r in rows for k in r} - set(keys) - {"judged"})
+    body = [[r.get("judged"), *[r.get(k) for k in keys]] for r in rows]
     totals = ["total", *[sum(r.get(k) or 0 for r in rows) if k in SUMMABLE else None for k in keys]]
-    return _table(["model", *keys], [*body, totals], "accounting")
+    return _table(["judged model", *keys], [*body, totals], "accounting")
 
 
 STYLE = """

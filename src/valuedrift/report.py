@@ -57,6 +57,42 @@ def study_label(run: Run) -> str:
     return head if run.is_sft else f"{head} → {paper_tables.run_label(run)}"
 
 
+def sft_groups(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """SFT runs per base model (compared side by side: one column per SFT dataset)."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.is_sft:
+            groups.setdefault(run.base, []).append(run)
+    return groups
+
+
+def po_groups(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
+    """PO runs per SFT model (base, sft) (compared side by side: one column per algorithm and preference)."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        if not run.is_sft:
+            groups.setdefault((run.base, run.sft), []).append(run)
+    return groups
+
+
+def study_figures(runs: Iterable[Run], ext: str) -> list[str]:
+    """The cross-run figures of a study: heatmap, comparisons, training curves."""
+    runs = list(runs)
+    out = [paths.drift_heatmap(ext)]
+    out += [paths.sft_comparison_plot(base, ext) for base in sft_groups(runs)]
+    out += [paths.po_comparison_plot(base, sft, ext) for base, sft in po_groups(runs)]
+    return out + [paths.training_plot(ext)]
+
+
+def analysis_outputs(runs: Iterable[Run]) -> list[str]:
+    """Every cross-run artifact of a study (the report's inputs besides the per-run ones)."""
+    runs = list(runs)
+    out = [paths.study_drift_table(), *study_figures(runs, "html"), *study_figures(runs, "png")]
+    out += [paper_tables.table_paths(spec, ext) for spec in paper_tables.table_specs(runs)
+            for ext in ("csv", "md", "tex")]
+    return out + [paths.training_log(r.model_path) for r in runs]
+
+
 # --- figures -----------------------------------------------------------------------------
 
 def _colour():
@@ -492,10 +528,10 @@ def write_report(*, study: dict[str, Any], output: str, options: dict[str, Any] 
 
     figs = [_figure(links, paths.drift_heatmap("png"), paths.drift_heatmap("html"),
                     "Drift magnitude and drift time over topics × runs", "fig-heatmap")]
-    for base in dict.fromkeys(r.base for r in runs if r.is_sft):
+    for base in sft_groups(runs):
         figs.append(_figure(links, paths.sft_comparison_plot(base, "png"), paths.sft_comparison_plot(base, "html"),
                             f"SFT of {base}: datasets side by side", f"fig-sft-{base}"))
-    for base, sft in dict.fromkeys((r.base, r.sft) for r in runs if not r.is_sft):
+    for base, sft in po_groups(runs):
         figs.append(_figure(links, paths.po_comparison_plot(base, sft, "png"),
                             paths.po_comparison_plot(base, sft, "html"),
                             f"Preference optimization of {base} SFT on {sft}: algorithms side by side",
@@ -544,13 +580,8 @@ def write_report(*, study: dict[str, Any], output: str, options: dict[str, Any] 
                    + _raw_table(["step", "model", "responses", "stances", "judge"], rows))
     study_files = [paths.questions_file(), paths.study_drift_table(),
                    *[paper_tables.table_paths(s, e) for s in paper_tables.table_specs(runs) for e in ("csv", "md", "tex")],
-                   paths.drift_heatmap("html"), paths.drift_heatmap("png"), paths.training_plot("html"),
-                   paths.training_plot("png")]
-    for base in dict.fromkeys(r.base for r in runs if r.is_sft):
-        study_files += [paths.sft_comparison_plot(base, "html"), paths.sft_comparison_plot(base, "png")]
-    for base, sft in dict.fromkeys((r.base, r.sft) for r in runs if not r.is_sft):
-        study_files += [paths.po_comparison_plot(base, sft, "html"), paths.po_comparison_plot(base, sft, "png")]
-    study_files += [paths.dataset_file(name) for name in study.get("datasets", {})]
+                   *[f for pair in zip(study_figures(runs, "html"), study_figures(runs, "png")) for f in pair],
+                   *[paths.dataset_file(name) for name in study.get("datasets", {})]]
     art.insert(0, "<h3>Study-wide</h3><ul class=artifacts>"
                + "".join(f"<li>{links(f, os.path.relpath(f, paths.RESULTS))}</li>" for f in study_files) + "</ul>")
     sections.append("<section id=artifacts><h2>All artifacts</h2><p>Relative links into <code>results/</code>; "

@@ -5,29 +5,8 @@ from valuedrift import paper_tables
 from valuedrift import report as vd_report
 
 TABLE_SPECS = paper_tables.table_specs(RUNS)
-SFT_BASES = list(dict.fromkeys(r.base for r in RUNS if r.is_sft))
-PO_MODELS = list(dict.fromkeys((r.base, r.sft) for r in RUNS if not r.is_sft))
-
-
-def sft_runs_of(base):
-    return [r for r in RUNS if r.is_sft and r.base == base]
-
-
-def po_runs_of(base, sft):
-    return [r for r in RUNS if not r.is_sft and r.base == base and r.sft == sft]
-
-
-def analysis_outputs():
-    """Every cross-run table and figure of the study (inputs of the report)."""
-    out = [paths.study_drift_table(), paths.drift_heatmap("html"), paths.drift_heatmap("png"),
-           paths.training_plot("html"), paths.training_plot("png")]
-    out += [paper_tables.table_paths(spec, ext) for spec in TABLE_SPECS for ext in ("csv", "md", "tex")]
-    for base in SFT_BASES:
-        out += [paths.sft_comparison_plot(base, "html"), paths.sft_comparison_plot(base, "png")]
-    for base, sft in PO_MODELS:
-        out += [paths.po_comparison_plot(base, sft, "html"), paths.po_comparison_plot(base, sft, "png")]
-    out += [paths.training_log(r.model_path) for r in RUNS]
-    return out
+SFT_GROUPS = vd_report.sft_groups(RUNS)  # base -> its SFT runs
+PO_GROUPS = vd_report.po_groups(RUNS)  # (base, sft) -> its PO runs
 
 
 rule training_log:
@@ -72,12 +51,12 @@ rule paper_tables:
 
 rule sft_comparison_plot:
     input:
-        lambda wc: [paths.trajectory_file(r.model_path) for r in sft_runs_of(wc.base)],
+        lambda wc: [paths.trajectory_file(r.model_path) for r in SFT_GROUPS[wc.base]],
     output:
         html=paths.sft_comparison_plot("{base}", "html"),
         png=paths.sft_comparison_plot("{base}", "png"),
     params:
-        labels=lambda wc: [r.sft for r in sft_runs_of(wc.base)],
+        labels=lambda wc: [r.sft for r in SFT_GROUPS[wc.base]],
         title=lambda wc: f"SFT of {wc.base}: datasets side by side",
         column_title="SFT data",
         figures=config["report"]["figures"],
@@ -89,12 +68,12 @@ rule sft_comparison_plot:
 
 rule po_comparison_plot:
     input:
-        lambda wc: [paths.trajectory_file(r.model_path) for r in po_runs_of(wc.base, wc.sft)],
+        lambda wc: [paths.trajectory_file(r.model_path) for r in PO_GROUPS[(wc.base, wc.sft)]],
     output:
         html=paths.po_comparison_plot("{base}", "{sft}", "html"),
         png=paths.po_comparison_plot("{base}", "{sft}", "png"),
     params:
-        labels=lambda wc: [paper_tables.run_label(r) for r in po_runs_of(wc.base, wc.sft)],
+        labels=lambda wc: [paper_tables.run_label(r) for r in PO_GROUPS[(wc.base, wc.sft)]],
         title=lambda wc: f"Preference optimization of {wc.base} SFT on {wc.sft}: algorithms side by side",
         column_title="algorithm (preference data)",
         figures=config["report"]["figures"],

@@ -6,7 +6,7 @@ STUDY_BLOCKS = ("models", "datasets", "questions", "training", "runs", "generati
 rule report:
     input:
         all_drift_outputs(),
-        analysis_outputs(),
+        vd_report.analysis_outputs(RUNS),
         [paths.trajectory_file(r.model_path) for r in RUNS],
         list(dict.fromkeys(paths.judge_accounting_file(r.model_at(s)) for r in RUNS for s in [0, *r.steps])),
         paths.questions_file(),

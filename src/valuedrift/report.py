@@ -233,14 +233,14 @@ def training_chart(logs: list[tuple[str, pl.DataFrame]], options: dict[str, Any]
     data = _complete(data, "metric", "run")
     return (alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=14), color="#444", strokeWidth=1.4)
             .encode(x=alt.X("step:Q", title="training step", axis=alt.Axis(tickMinStep=1)),
-                    y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+                    y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format="~g")),
                     tooltip=["run:N", "metric:N", "step:Q", alt.Tooltip("value:Q", format=".4g")])
             .properties(width=opts["panel_width"], height=max(60, opts["panel_height"] * 2 // 3))
             .facet(row=alt.Row("metric:N", sort=metrics, title=None,
                                header=alt.Header(labelAngle=0, labelAlign="left", labelFontSize=11)),
                    column=alt.Column("run:N", sort=labels, title=None,
                                      header=alt.Header(labelFontSize=11, labelFontWeight="bold", labelLimit=300)))
-            .resolve_scale(y="independent")
+            .resolve_scale(x="independent", y="independent")  # safe: _complete leaves no cell empty
             .properties(title=title))
 
 

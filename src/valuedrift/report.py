@@ -572,6 +572,8 @@ def write_report(*, study: dict[str, Any], output: str, options: dict[str, Any] 
         mp = run.model_path
         items = [links(paths.drift_table(mp)), links(paths.trajectory_file(mp)), links(paths.training_log(mp)),
                  links(paths.trajectory_plot(mp, "html")), links(paths.trajectory_plot(mp, "png"))]
+        if not run.is_sft and _needs_reward_model(run.algorithm):
+            items.append(links(paths.reward_model_dir(run.base, run.sft, run.preference), "reward model"))
         rows = [[s, links(paths.model_dir(run.model_at(s)), run.model_at(s)),
                  links(paths.generations_file(run.model_at(s)), "generations"),
                  links(paths.stances_file(run.model_at(s)), "stances"),
@@ -597,6 +599,15 @@ def write_report(*, study: dict[str, Any], output: str, options: dict[str, Any] 
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
+
+
+def _needs_reward_model(algorithm: str) -> bool:
+    from .training import registry
+
+    try:
+        return registry.get(algorithm).needs_reward_model
+    except KeyError:
+        return False
 
 
 def _raw_table(header: list[str], rows: list[list[Any]]) -> str:

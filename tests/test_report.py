@@ -4,7 +4,8 @@ Chromium (Debian's ``chromium``; ``make test`` installs it) is started by the te
 with --headless --no-sandbox and no network (a dead proxy, every host unresolvable),
 and driven over the DevTools protocol on a pipe (--remote-debugging-pipe: no port,
 no extra dependency). The page must load without a console error, every figure must
-render, and a full-page screenshot is saved to results/report/screenshot.png.
+render, and a full-page screenshot of the synthetic study's report is saved to
+results/report/screenshot-test.png (the real report's own is results/report/screenshot.png).
 
 Run ``python tests/test_report.py results/report/index.html`` to check (and
 screenshot) any report the same way.
@@ -396,7 +397,7 @@ def test_paper_tables_have_the_papers_shape(synthetic_report):
 @needs_chromium
 def test_report_renders_in_headless_chromium(synthetic_report):
     index, study = synthetic_report
-    shot = REPO / paths.report_screenshot()
+    shot = REPO / paths.report_dir() / "screenshot-test.png"
     result = check_report(index, shot)
     runs = config_runs(study)
     # per-run figures + SFT and PO comparisons + heatmap + training curves
@@ -466,5 +467,5 @@ def test_changing_plot_options_reruns_only_report_jobs(tiny_model, workdir):
 
 if __name__ == "__main__":  # python tests/test_report.py results/report/index.html [screenshot.png]
     page = Path(sys.argv[1])
-    out = check_report(page, Path(sys.argv[2]) if len(sys.argv) > 2 else page.parent / "screenshot.png")
+    out = check_report(page, Path(sys.argv[2]) if len(sys.argv) > 2 else page.parent / Path(paths.report_screenshot()).name)
     print(json.dumps({"images": out["images"], "interactive": out["interactive"]}, indent=1))

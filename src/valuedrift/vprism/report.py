@@ -43,25 +43,33 @@ def build_report(clusters: pl.DataFrame, names: pl.DataFrame, mapping: pl.DataFr
     }
 
 
+TABLEAU20 = ["#4c78a8", "#9ecae9", "#f58518", "#ffbf79", "#54a24b", "#88d27a", "#b79a20", "#f2cf5b", "#439894",
+             "#83bcb6", "#e45756", "#ff9d98", "#79706e", "#bab0ac", "#d67195", "#fcbfd2", "#b279a2", "#d6a5c9",
+             "#9e765f", "#d8b5a5"]
+
+
 def scatter(clusters: pl.DataFrame, names: pl.DataFrame, mapping: pl.DataFrame):
+    """2-D UMAP scatter, one colour per cluster (legend in cluster order), noise in grey."""
     import altair as alt
 
     label = names.join(mapping.select("cluster", "category"), on="cluster", how="left").select(
-        "cluster", pl.format("{}: {}", "cluster", pl.col("name").fill_null("(unnamed)")).alias("cluster_name"),
-        pl.col("category").fill_null("(not selected)"))
+        "cluster", pl.format("{}: {}", "cluster", pl.col("name").fill_null("(unnamed)").str.slice(0, 40))
+        .alias("cluster_name"), pl.col("category").fill_null("(not selected)"))
     data = (clusters.select("x", "y", "cluster", "question", "probability")
                     .join(label, on="cluster", how="left")
-                    .with_columns(pl.col("cluster_name").fill_null("noise"),
-                                  pl.col("category").fill_null("(noise)"))
-                    .to_pandas())
+                    .with_columns(pl.col("cluster_name").fill_null("noise"), pl.col("category").fill_null("(noise)")))
+    domain = label.sort("cluster")["cluster_name"].to_list()
+    colours = [TABLEAU20[i % len(TABLEAU20)] for i in range(len(domain))]
+    if (data["cluster"] < 0).any():
+        domain, colours = domain + ["noise"], colours + ["#d9d9d9"]
     alt.data_transformers.disable_max_rows()
-    points = alt.Chart(data).mark_circle(size=18, opacity=0.7).encode(
-        x=alt.X("x:Q", title="UMAP 1", axis=alt.Axis(labels=False, ticks=False)),
-        y=alt.Y("y:Q", title="UMAP 2", axis=alt.Axis(labels=False, ticks=False)),
-        color=alt.Color("cluster_name:N", title="cluster", legend=alt.Legend(columns=1, symbolLimit=60)),
+    return alt.Chart(data.to_pandas()).mark_circle(size=22, opacity=0.75).encode(
+        x=alt.X("x:Q", title="UMAP 1", axis=alt.Axis(labels=False, ticks=False, grid=False)),
+        y=alt.Y("y:Q", title="UMAP 2", axis=alt.Axis(labels=False, ticks=False, grid=False)),
+        color=alt.Color("cluster_name:N", title="cluster", scale=alt.Scale(domain=domain, range=colours),
+                        legend=alt.Legend(columns=1, symbolLimit=0, labelLimit=260)),
         tooltip=["cluster_name:N", "category:N", "question:N", alt.Tooltip("probability:Q", format=".2f")],
-    ).properties(width=620, height=480, title="V-PRISM questions: 2-D UMAP, coloured by HDBSCAN cluster")
-    return points
+    ).properties(width=620, height=480, title=f"V-PRISM: {len(data)} questions, 2-D UMAP, coloured by HDBSCAN cluster")
 
 
 def write_report(report: dict[str, Any], chart, json_path: str | Path, html_path: str | Path,

@@ -3,9 +3,11 @@
 The paper selected 11 of its 22 named clusters by hand. Three ways here
 (``questions.vprism.select.method``):
 
-  embedding  (default) embed each category as "<category>: <topic>" and each cluster as
-             "<LLM name>: <top n-grams>" with the builder's embedder; a cluster goes to its
-             most similar category when the cosine similarity reaches ``min_similarity``.
+  embedding  (default) embed each category as "<category>: <topic>" with the builder's
+             embedder, and each cluster either as "<LLM name>: <top n-grams>" (``by: name``,
+             default) or as the mean embedding of its questions (``by: centroid``: does not
+             depend on the namer, robust to a weak LLM); a cluster goes to its most similar
+             category when the cosine similarity reaches ``min_similarity``.
   llm        the LLM picks a category (or none) per cluster from its name, n-grams and
              sample questions (``prompts/vprism_select.txt``); score 1 for a pick.
   manual     ``clusters: {category: [cluster ids]}``, as the paper did; read the cluster
@@ -41,11 +43,22 @@ def cluster_text(name: str | None, ngrams: list[str]) -> str:
     return f"{name}: {', '.join(ngrams)}" if name else ", ".join(ngrams)
 
 
-def embedding_scores(names: pl.DataFrame, categories: dict[str, str], embed: Embed) -> np.ndarray:
-    """Cosine similarity, clusters x categories."""
+def embedding_scores(names: pl.DataFrame, categories: dict[str, str], embed: Embed,
+                     centroids: np.ndarray | None = None) -> np.ndarray:
+    """Cosine similarity, clusters x categories; clusters by name, or by ``centroids`` when given."""
     cats = embed([f"{c}: {t}" for c, t in categories.items()])
-    clus = embed([cluster_text(n, g) for n, g in zip(names["name"], names["ngrams"])])
+    if centroids is None:
+        clus = embed([cluster_text(n, g) for n, g in zip(names["name"], names["ngrams"])])
+    else:
+        clus = centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(1e-12)
     return clus @ cats.T
+
+
+def cluster_centroids(names: pl.DataFrame, clusters: pl.DataFrame, embeddings: np.ndarray) -> np.ndarray:
+    """Mean question embedding of each cluster of ``names`` (rows of ``clusters`` index ``embeddings``)."""
+    rows = clusters.group_by("cluster").agg("row")
+    by_cluster = dict(zip(rows["cluster"], rows["row"]))
+    return np.stack([embeddings[by_cluster[c].to_list()].mean(axis=0) for c in names["cluster"]])
 
 
 def llm_scores(names: pl.DataFrame, categories: dict[str, str], client: LLMClient,
@@ -90,12 +103,17 @@ def assign(scores: np.ndarray, threshold: float, per_category: int | None) -> li
 
 
 def select(names: pl.DataFrame, clusters: pl.DataFrame, categories: dict[str, str], settings: dict[str, Any], *,
-           embed: Embed | None = None, client: LLMClient | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """(cluster -> category map, selected questions, stats)."""
+           embed: Embed | None = None, embeddings: np.ndarray | None = None,
+           client: LLMClient | None = None) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """(cluster -> category map, selected questions, stats). ``embeddings``: the questions'
+    embeddings (rows as in ``clusters.row``), needed for ``by: centroid``."""
     method = settings["method"]
     stats: dict[str, Any] = {"method": method}
     if method == "embedding":
-        scores, threshold = embedding_scores(names, categories, embed), float(settings["min_similarity"])
+        by = settings.get("by", "name")
+        stats["by"] = by
+        centroids = cluster_centroids(names, clusters, embeddings) if by == "centroid" else None
+        scores, threshold = embedding_scores(names, categories, embed, centroids), float(settings["min_similarity"])
     elif method == "llm":
         (scores, llm_stats), threshold = llm_scores(names, categories, client, settings), 1.0
         stats.update(llm_stats)

@@ -79,11 +79,12 @@ def embed(vp: dict[str, Any], rephrased: str, output: str, stats: str) -> None:
 
 
 def reduce(vp: dict[str, Any], embeddings: str, reduced: str, coords: str) -> None:
-    """UMAP to ``umap.n_components`` (for clustering) and, from that, to 2-D (for the plot)."""
+    """UMAP to ``umap.n_components`` (for clustering) and to 2-D (for the plot only; a little
+    ``min_dist`` so that the points of a cluster do not collapse onto one spot)."""
     vp = settings(vp)
     vectors = np.load(embeddings)
     low = clustering.reduce(vectors, vp["umap"])
-    plane = clustering.reduce(low, {**vp["umap"], "metric": "euclidean"}, n_components=2)
+    plane = clustering.reduce(vectors, {**vp["umap"], "min_dist": max(vp["umap"]["min_dist"], 0.1)}, n_components=2)
     np.save(reduced, low)
     np.save(coords, plane)
 
@@ -109,19 +110,20 @@ def name(vp: dict[str, Any], clusters: str, output: str, stats: str, *, client: 
 
 
 def select(vp: dict[str, Any], clusters: str, names: str, mapping: str, output: str, stats: str, *,
-           client: LLMClient | None = None) -> None:
+           embeddings: str | None = None, client: LLMClient | None = None) -> None:
     from .select import select as run
 
     vp = settings(vp)
     method = vp["select"]["method"]
-    embed_fn = None
+    embed_fn = vectors = None
     if method == "embedding":
         model = embedding.load_model(vp["embedder"])
         embed_fn = lambda texts: embedding.embed(texts, vp["embedder"], model=model)  # noqa: E731
+        vectors = np.load(embeddings) if vp["select"]["by"] == "centroid" else None
     if method == "llm" and client is None:
         client = client_for(vp, "select")
     cmap, selected, counts = run(pl.read_parquet(names), pl.read_parquet(clusters), categories(vp), vp["select"],
-                                 embed=embed_fn, client=client)
+                                 embed=embed_fn, embeddings=vectors, client=client)
     _write(cmap, mapping)
     _write(selected, output)
     _write_stats(stats, counts)

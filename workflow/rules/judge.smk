@@ -1,4 +1,8 @@
 # Stance distribution of every response (the paper's judge prompt, Figure 8).
+# Every judge call goes through the content-addressed cache in config judge.cache_dir
+# (default results/cache/llm; shared by all rules that call an LLM and safe for concurrent
+# jobs), which is deliberately not an output: a killed or rerun job pays only for what is
+# missing. The accounting JSON holds calls, cache hits, tokens, failures and cost.
 
 
 rule judge:

@@ -67,8 +67,10 @@ def tiny_config(model_dir: Path, **overrides) -> dict:
 @pytest.fixture
 def workdir(tmp_path) -> Path:
     """A scratch working directory holding a copy of the workflow (Snakefile, rules, data)."""
-    for item in ("Snakefile", "workflow", "profiles", "data"):
+    for item in ("Snakefile", "workflow", "profiles", "data", "envs", "configs"):
         src = REPO / item
+        if not src.exists():
+            continue
         if src.is_dir():
             shutil.copytree(src, tmp_path / item, symlinks=True)
         else:
@@ -94,7 +96,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1200
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Job counts per rule that a dry run would execute ({} when nothing is to be done)."""
-    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    proc = snakemake(workdir, *args, "-n", "--quiet", "rules")
     counts: dict[str, int] = {}
     for line in proc.stdout.splitlines():
         parts = line.split()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def train(*, algorithm: str, settings: dict[str, Any], start_model: str, previou
     algo = registry.get(algorithm)
     resolved = algo.settings().with_overrides(settings)
     rows = pl.read_parquet(data).to_dicts()
+    log.info("%s: training up to step %d from %s", algorithm, step, previous or start_model)
     t0 = time.perf_counter()
     info = train_segment(algorithm=algorithm, settings=resolved, start_model=start_model, previous=previous,
                          output=output, step=step, rows=rows, reward_model=reward_model)
@@ -139,6 +141,12 @@ def configure_logging(log_path: str | os.PathLike | None) -> None:
         handlers.append(logging.FileHandler(log_path))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
+
+    def log_uncaught(kind, value, tb):
+        # so that the rule's log file (which Snakemake points users to) holds the traceback
+        log.error("failed: %s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+
+    sys.excepthook = log_uncaught
 
 
 def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, Any]:

@@ -10,6 +10,8 @@ rule import_base_model:
         paths.log_file("import_base_model", "{base}"),
     resources:
         mem_mb=8000,
+    conda:
+        conda_env("infer")
     script:
         "../scripts/import_model.py"
 
@@ -23,6 +25,8 @@ rule prepare_dataset:
         spec=lambda wc: config["datasets"][wc.dataset],
     log:
         paths.log_file("prepare_dataset", "{dataset}"),
+    conda:
+        conda_env("train")
     script:
         "../scripts/prepare_dataset.py"
 
@@ -38,8 +42,12 @@ rule sft_segment:
     log:
         "logs/train/{base}/sft-{sft}/checkpoint-{step}.log",
     threads: workflow.cores
+    resources:
+        **job_resources("train", lambda wc: wc.base),
     group:
-        "train"
+        training_group
+    conda:
+        conda_env("train")
     script:
         "../scripts/train_segment.py"
 
@@ -55,8 +63,12 @@ rule po_segment:
     log:
         "logs/train/{base}/sft-{sft}/{algorithm}-{preference}/checkpoint-{step}.log",
     threads: workflow.cores
+    resources:
+        **job_resources("train", lambda wc: wc.base),
     group:
-        "train"
+        training_group
+    conda:
+        conda_env("train")
     script:
         "../scripts/train_segment.py"
 
@@ -72,5 +84,9 @@ rule reward_model:
     log:
         "logs/train/reward/{base}/sft-{sft}/{preference}.log",
     threads: workflow.cores
+    resources:
+        **job_resources("train", lambda wc: wc.base),
+    conda:
+        conda_env("train")
     script:
         "../scripts/train_reward.py"

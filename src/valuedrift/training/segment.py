@@ -54,7 +54,9 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
                          f"{settings.global_batch_size}); raise training.{algorithm}.num_train_epochs "
                          f"or set schedule_steps")
     work = output.parent / f".{output.name}.partial"
-    shutil.rmtree(work, ignore_errors=True)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch: one of world_size
+    if main_process:
+        shutil.rmtree(work, ignore_errors=True)
     common = trainers._common(settings, output_dir=str(work), horizon=horizon, world_size=world_size)
     tokenizer = AutoTokenizer.from_pretrained(start_model)
     if tokenizer.pad_token is None:
@@ -63,6 +65,10 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     extras = {"reward_model": str(reward_model) if reward_model else None,
               "previous": str(previous) if previous else None, "step": step}
     trainer = build(settings, common, str(start_model), tokenizer, rows, extras)
+    kept = len(trainer.train_dataset)
+    if kept == 0:  # trl drops examples longer than max_length (reward) or fully truncated ones
+        raise ValueError(f"{output}: none of the {len(rows)} {algorithm} examples is left after tokenisation; "
+                         f"raise training.{algorithm}.max_length (now {settings.max_length})")
     if algorithm == "ppo":
         # trl's PPO loop cannot resume by itself; ppo.build_ppo restores state and stops it.
         try:
@@ -72,12 +78,18 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     else:
         trainer.add_callback(_stop_at(step))
         trainer.train(resume_from_checkpoint=str(previous) if previous else None)
-    saved = work / f"checkpoint-{step}"
-    if not (saved / "trainer_state.json").exists():
-        raise RuntimeError(f"training stopped before step {step}; nothing saved at {saved}")
     start_step = 0
     if previous:
         start_step = json.loads((Path(previous) / "trainer_state.json").read_text())["global_step"]
+    if world_size > 1:
+        # every process trained and took part in saving; the main one alone publishes the checkpoint
+        trainer.accelerator.wait_for_everyone()
+        if not main_process:
+            return {"algorithm": algorithm, "step": step, "start_step": start_step, "horizon": horizon,
+                    "world_size": world_size}
+    saved = work / f"checkpoint-{step}"
+    if not (saved / "trainer_state.json").exists():
+        raise RuntimeError(f"training stopped before step {step}; nothing saved at {saved}")
     history = json.loads((saved / "trainer_state.json").read_text())["log_history"]
     info = {"algorithm": algorithm, "step": step, "start_step": start_step, "horizon": horizon,
             "examples": len(rows), "world_size": world_size, "settings": settings.as_dict(),

@@ -1,0 +1,98 @@
+"""Training segments through the Snakemake rules: every algorithm, extension, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import REPO, planned_jobs, snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.slow
+
+ALGORITHMS = ("ppo", "dpo", "simpo")
+
+
+def _config(tiny_model, sft_steps=2, po_steps=2):
+    cfg = tiny_config(tiny_model)
+    small = {"learning_rate": 1e-3, "global_batch_size": 4, "per_device_batch_size": 4, "max_length": 96,
+             "schedule_steps": 8, "bf16": False}
+    cfg["training"] = {"sft": {**small, "global_batch_size": 8, "per_device_batch_size": 8},
+                       "dpo": small, "simpo": small, "reward": {**small, "schedule_steps": 2, "max_length": 512},
+                       "ppo": {**small, "response_length": 8, "num_ppo_epochs": 1}}
+    cfg["runs"] = [{"base": "tiny", "sft": "demo-instruct", "every": 1, "max_steps": sft_steps}] + [
+        {"base": "tiny", "sft": "demo-instruct", "algorithm": a, "preference": "demo-support", "every": 1,
+         "max_steps": po_steps} for a in ALGORITHMS]
+    return cfg
+
+
+def _final(algorithm, step):
+    return f"results/models/tiny/sft-demo-instruct/{algorithm}-demo-support/checkpoint-{step}"
+
+
+def test_every_algorithm_runs_two_chained_segments(workdir, tiny_model):
+    write_config(workdir, _config(tiny_model))
+    targets = [_final(a, 2) for a in ALGORITHMS]
+    assert planned_jobs(workdir, *targets) == {
+        "import_base_model": 1, "prepare_dataset": 2, "sft_segment": 2, "reward_model": 1, "po_segment": 6}
+    snakemake(workdir, *targets)
+    for a in ALGORITHMS:
+        for step in (1, 2):
+            ckpt = workdir / _final(a, step)
+            assert (ckpt / "model.safetensors").exists() and (ckpt / "optimizer.pt").exists()
+    assert (workdir / _final("ppo", 2) / "value_model" / "model.safetensors").exists()
+    assert planned_jobs(workdir, *targets) == {}
+
+    # Extending one PO run by one checkpoint retrains only that segment.
+    cfg = _config(tiny_model)
+    cfg["runs"][2]["max_steps"] = 3  # dpo
+    write_config(workdir, cfg)
+    assert planned_jobs(workdir, _final("dpo", 3)) == {"po_segment": 1}
+
+
+def _kill_group(proc):
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_kill_9_mid_segment_keeps_finished_checkpoints(workdir, tiny_model, tmp_path):
+    cfg = _config(tiny_model, sft_steps=3)
+    cfg["runs"] = cfg["runs"][:1]
+    write_config(workdir, cfg)
+    target = "results/models/tiny/sft-demo-instruct/checkpoint-3"
+    snakemake(workdir, "results/models/tiny/sft-demo-instruct/checkpoint-1")
+    first = workdir / "results/models/tiny/sft-demo-instruct/checkpoint-1"
+    first_mtime = (first / "model.safetensors").stat().st_mtime
+
+    cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles/local"), target]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    log = workdir / "logs/train/tiny/sft-demo-instruct/checkpoint-2.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and "training up to step 2" in log.read_text()):
+        if proc.poll() is not None:
+            pytest.fail("snakemake finished before it could be killed")
+        time.sleep(0.05)
+    _kill_group(proc)  # kill -9 snakemake and the training job mid-segment
+    assert not (workdir / "results/models/tiny/sft-demo-instruct/checkpoint-2").exists()
+
+    snakemake(workdir, "--unlock")  # a kill -9 leaves Snakemake's lock behind (as documented)
+    snakemake(workdir, target)  # rerun: the interrupted segment is redone, the run completes
+    assert (first / "model.safetensors").stat().st_mtime == first_mtime, "a finished checkpoint was redone"
+
+    # equal to an uninterrupted run in a fresh folder
+    other = tmp_path / "uninterrupted"
+    other.mkdir()
+    for item in ("Snakefile", "workflow", "data", "config", "envs", "configs"):
+        src = workdir / item
+        if src.exists():
+            subprocess.run(["cp", "-r", str(src), str(other / item)], check=True)
+    snakemake(other, target)
+    a = load_file(workdir / target / "model.safetensors")
+    b = load_file(other / target / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6

@@ -127,6 +127,8 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
         if "algorithm" in run and (run["base"], run["sft"]) not in sft_runs:
             problems.append(f"config key 'runs[{i}]': PO run needs an SFT run with base {run['base']!r} and sft {run['sft']!r} in 'runs'")
 
+    _check_resources(config, workdir, problems)
+
     judge = config["judge"]
     if judge["backend"] == "local" and not judge.get("model"):
         problems.append("config key 'judge.model' is required (a key of 'models' or a model folder)")
@@ -153,6 +155,21 @@ def _check_vprism(config, need_file, problems) -> None:
         if not (llm.get("model") or llm.get("model_dir")):
             problems.append(f"config key 'questions.vprism.llm.model' (or questions.vprism.{stage}.llm.model) "
                             f"is required: the {stage} stage calls an LLM")
+
+
+def _check_resources(config, workdir, problems) -> None:
+    """Cluster requests name configured models; the launcher's accelerate config exists."""
+    from .launch import BUILTIN_LAUNCH_CONFIGS
+
+    res = config["resources"]
+    for model in res.get("by_model") or {}:
+        if model not in config["models"]:
+            problems.append(f"config key 'resources.by_model.{model}': unknown model {model!r}; "
+                            f"models: {', '.join(config['models'])}")
+    launch_config = (res.get("launcher") or {}).get("config", "fsdp")
+    if launch_config not in BUILTIN_LAUNCH_CONFIGS and not (Path(workdir) / launch_config).is_file():
+        problems.append(f"config key 'resources.launcher.config': {launch_config!r} is neither a built-in "
+                        f"accelerate config ({', '.join(BUILTIN_LAUNCH_CONFIGS)}) nor a file")
 
 
 def _check_dataset(config, key, name, kind, problems) -> None:

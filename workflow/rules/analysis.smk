@@ -18,6 +18,8 @@ rule training_log:
         model_keys=lambda wc: [run_for(wc).model_at(s) for s in run_for(wc).steps],
     log:
         paths.log_file("training_log", "{run}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/training_log.py"
 
@@ -31,6 +33,8 @@ rule study_drift_table:
         runs=[r.model_path for r in RUNS],
     log:
         paths.log_file("study_drift_table", "study"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/study_drift_table.py"
 
@@ -45,6 +49,8 @@ rule paper_tables:
         tables=config["report"]["tables"],
     log:
         paths.log_file("paper_tables", "study"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/paper_tables.py"
 
@@ -62,6 +68,8 @@ rule sft_comparison_plot:
         figures=config["report"]["figures"],
     log:
         paths.log_file("sft_comparison_plot", "{base}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/comparison_plot.py"
 
@@ -79,6 +87,8 @@ rule po_comparison_plot:
         figures=config["report"]["figures"],
     log:
         paths.log_file("po_comparison_plot", "{base}/sft-{sft}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/comparison_plot.py"
 
@@ -94,6 +104,8 @@ rule drift_heatmap:
         figures=config["report"]["figures"],
     log:
         paths.log_file("drift_heatmap", "study"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/drift_heatmap.py"
 
@@ -109,5 +121,7 @@ rule training_plot:
         figures=config["report"]["figures"],
     log:
         paths.log_file("training_plot", "study"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/training_plot.py"

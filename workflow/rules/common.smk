@@ -91,3 +91,80 @@ def all_drift_outputs():
         out += [paths.drift_table(run.model_path), paths.trajectory_plot(run.model_path, "png"),
                 paths.trajectory_plot(run.model_path, "html")]
     return out
+
+
+# Cluster execution (profiles/slurm, docs/cluster.md). What a job asks SLURM for comes
+# from config `resources` per rule family and base model (valuedrift.launch.request);
+# resources are not rerun triggers, so tuning them never rebuilds a result.
+from pathlib import Path
+
+from valuedrift import launch as vd_launch
+
+
+def job_resources(family, model):
+    """`resources:` of a rule of `family` ("train"/"infer"); `model`: base model name or fn(wildcards)."""
+    return vd_launch.rule_resources(config["resources"], family, model)
+
+
+def model_base(wildcards):
+    """The base model of a model key ({base}/base, {base}/sft-.../checkpoint-N)."""
+    return wildcards.model.split("/")[0]
+
+
+def judge_base():
+    """The judge's base model for resources.by_model (None for a model folder)."""
+    name = config["judge"].get("model")
+    return name if name in config["models"] else None
+
+
+def conda_env(name):
+    """envs/<name>.yaml (for --sdm conda): this workflow's, else that of the checkout valuedrift
+    is imported from (a copied workflow, as in the tests), else none."""
+    for root in (Path(workflow.basedir), Path(vd_launch.__file__).resolve().parents[2]):
+        if (root / "envs" / f"{name}.yaml").is_file():
+            return str(root / "envs" / f"{name}.yaml")
+    return None
+
+
+def training_group(wildcards):
+    """All segments of a run in one cluster job (resources.group_segments), else one job each."""
+    if not config["resources"]["group_segments"]:
+        return None
+    return "train_" + run_for(wildcards).model_path.replace("/", "_")
+
+
+VPRISM_LLM_STAGES = ("rephrase", "name", "filter", "select")
+
+
+def vprism_llm_is_api(stage):
+    """Whether a V-PRISM stage calls an API (valuedrift.llm.make_client's choice of backend),
+    or no LLM at all (select by embedding centroids): either way a local rule."""
+    vp = config["questions"].get("vprism") or {}
+    if stage == "select" and (vp.get("select") or {}).get("method") != "llm":
+        return True
+    cfg = {**(vp.get("llm") or {}), **((vp.get(stage) or {}).get("llm") or {})}
+    return (cfg.get("backend") or ("openai" if cfg.get("base_url") else "transformers")) == "openai"
+
+
+def vprism_llm_resources(stage):
+    """`resources:` of a V-PRISM LLM stage: a GPU (infer) job for a local model; an API stage is local."""
+    if vprism_llm_is_api(stage):
+        return {}
+    vp = config["questions"].get("vprism") or {}
+    model = {**(vp.get("llm") or {}), **((vp.get(stage) or {}).get("llm") or {})}.get("model")
+    return job_resources("infer", model if model in config["models"] else None)
+
+
+# Light rules run where snakemake runs (the login node), never as batch jobs: tables,
+# plots, the report, and the rules that download from the hub (compute nodes are often
+# offline: the V-PRISM prompts and embedder too). API calls (judge backend openai, V-PRISM
+# stages on an API) need the network, not a GPU.
+workflow.localrules(
+    "import_base_model", "prepare_dataset", "trajectory", "drift_table", "trajectory_plot", "report",
+    "training_log", "study_drift_table", "paper_tables", "sft_comparison_plot", "po_comparison_plot",
+    "drift_heatmap", "training_plot",
+    *(["questions"] if config["questions"]["source"] == "file" else
+      ["vprism_load", "vprism_embed", "vprism_reduce", "vprism_cluster", "vprism_sample", "vprism_report",
+       *[f"vprism_{stage}" for stage in VPRISM_LLM_STAGES if vprism_llm_is_api(stage)]]),
+    *(["judge"] if config["judge"]["backend"] == "openai" else []),
+)

@@ -17,6 +17,8 @@ rule trajectory:
         drift=config["drift"],
     log:
         paths.log_file("trajectory", "{run}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/trajectory.py"
 
@@ -28,6 +30,8 @@ rule drift_table:
         paths.drift_table("{run}"),
     log:
         paths.log_file("drift_table", "{run}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/drift_table.py"
 
@@ -43,5 +47,7 @@ rule trajectory_plot:
         title=lambda wc: f"v(T) over training: {vd_report.study_label(run_for(wc))}",
     log:
         paths.log_file("trajectory_plot", "{run}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/trajectory_plot.py"

@@ -13,5 +13,9 @@ rule generate:
     log:
         paths.log_file("generate", "{model}"),
     threads: workflow.cores
+    resources:
+        **job_resources("infer", model_base),
+    conda:
+        conda_env("infer")
     script:
         "../scripts/generate.py"

@@ -18,5 +18,9 @@ rule judge:
     log:
         paths.log_file("judge", "{model}"),
     threads: workflow.cores
+    resources:
+        **(job_resources("infer", judge_base()) if config["judge"]["backend"] == "local" else {}),
+    conda:
+        conda_env("infer")
     script:
         "../scripts/judge.py"

@@ -17,5 +17,7 @@ rule report:
         options=config["report"],
     log:
         paths.log_file("report", "report"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/report.py"

@@ -8,6 +8,10 @@ rule import_base_model:
         spec=lambda wc: config["models"][wc.base],
     log:
         paths.log_file("import_base_model", "{base}"),
+    resources:
+        mem_mb=8000,
+    conda:
+        conda_env("infer")
     script:
         "../scripts/import_model.py"
 
@@ -21,6 +25,8 @@ rule prepare_dataset:
         spec=lambda wc: config["datasets"][wc.dataset],
     log:
         paths.log_file("prepare_dataset", "{dataset}"),
+    conda:
+        conda_env("train")
     script:
         "../scripts/prepare_dataset.py"
 
@@ -36,6 +42,12 @@ rule sft_segment:
     log:
         "logs/train/{base}/sft-{sft}/checkpoint-{step}.log",
     threads: workflow.cores
+    resources:
+        **job_resources("train", lambda wc: wc.base),
+    group:
+        training_group
+    conda:
+        conda_env("train")
     script:
         "../scripts/train_segment.py"
 
@@ -51,6 +63,12 @@ rule po_segment:
     log:
         "logs/train/{base}/sft-{sft}/{algorithm}-{preference}/checkpoint-{step}.log",
     threads: workflow.cores
+    resources:
+        **job_resources("train", lambda wc: wc.base),
+    group:
+        training_group
+    conda:
+        conda_env("train")
     script:
         "../scripts/train_segment.py"
 
@@ -66,5 +84,9 @@ rule reward_model:
     log:
         "logs/train/reward/{base}/sft-{sft}/{preference}.log",
     threads: workflow.cores
+    resources:
+        **job_resources("train", lambda wc: wc.base),
+    conda:
+        conda_env("train")
     script:
         "../scripts/train_reward.py"

@@ -84,6 +84,8 @@ else:
         log:
             paths.log_file("vprism", "rephrase"),
         threads: workflow.cores
+        resources:
+            **vprism_llm_resources("rephrase"),
         script:
             "../scripts/vprism_rephrase.py"
 
@@ -142,6 +144,8 @@ else:
         log:
             paths.log_file("vprism", "name"),
         threads: workflow.cores
+        resources:
+            **vprism_llm_resources("name"),
         script:
             "../scripts/vprism_name.py"
 
@@ -161,6 +165,8 @@ else:
         log:
             paths.log_file("vprism", "select"),
         threads: workflow.cores
+        resources:
+            **vprism_llm_resources("select"),
         script:
             "../scripts/vprism_select.py"
 
@@ -176,6 +182,8 @@ else:
         log:
             paths.log_file("vprism", "filter"),
         threads: workflow.cores
+        resources:
+            **vprism_llm_resources("filter"),
         script:
             "../scripts/vprism_filter.py"
 

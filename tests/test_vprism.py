@@ -93,6 +93,26 @@ def test_load_bad_input_is_a_clear_error(tmp_path, content, spec, message):
     assert message in str(err.value)
 
 
+def test_load_from_the_hub_selects_text_and_id_columns(monkeypatch):
+    import datasets
+
+    table = {"conversation_id": ["c0", "c1"], "opening_prompt": ["Is God real?", "abortion is wrong"],
+             "conversation_type": ["unguided", "values guided"]}
+    calls = []
+
+    def fake_load_dataset(name, config, split, revision=None):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_dict(table)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    spec = stages.settings({})["prompts"]
+    df, counts = load.load_prompts(spec)
+    assert calls == [("HannahRoseKirk/prism-alignment", "conversations", "train")]
+    assert df.rows() == [("c0", "Is God real?"), ("c1", "abortion is wrong")] and counts["kept"] == 2
+    with pytest.raises(load.PromptError, match=r"missing column\(s\) \['prompt'\]"):
+        load.load_prompts({**spec, "text_column": "prompt"})
+
+
 def test_load_rejects_missing_and_unknown_files(tmp_path):
     with pytest.raises(load.PromptError, match="not found"):
         load.read_file(tmp_path / "nope.csv")
@@ -211,12 +231,21 @@ def vprism_config(model_dir: Path, llm_model: str, vprism: dict) -> dict:
     ({}, "config key 'questions.vprism.llm.model' (or questions.vprism.rephrase.llm.model) is required"),
     ({"llm": {"model": "m"}, "umap": {"n_component": 5}}, "unknown config key 'n_component' in 'questions.vprism.umap'"),
     ({"llm": {"model": "m"}, "sample": {"on_shortfall": "ignore"}}, "questions.vprism.sample.on_shortfall"),
+    ({"rephrase": {"llm": {"model": "m"}}, "name": {"llm": {"model": "m"}}, "filter": {"llm": {"model": "m"}},
+      "select": {"method": "llm"}}, "the select stage calls an LLM"),
 ])
 def test_vprism_config_errors_name_the_key(tmp_path, vprism, message):
     cfg = vprism_config(tmp_path, "m", vprism)
     with pytest.raises(vd_config.ConfigError) as err:
         vd_config.validate(cfg, workdir=tmp_path)
     assert message in str(err.value)
+
+
+def test_vprism_config_keeps_per_category_in_one_place(tmp_path):
+    cfg = vprism_config(tmp_path, "m", {"llm": {"model": "m"}})
+    cfg["questions"]["per_category"] = 5
+    with pytest.raises(vd_config.ConfigError, match="questions.vprism.sample.per_category"):
+        vd_config.validate(cfg, workdir=tmp_path)
 
 
 def test_vprism_config_defaults_are_the_papers(tmp_path):

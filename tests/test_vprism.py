@@ -248,6 +248,22 @@ def test_vprism_config_keeps_per_category_in_one_place(tmp_path):
         vd_config.validate(cfg, workdir=tmp_path)
 
 
+def test_each_rule_depends_only_on_its_own_settings(tmp_path):
+    from valuedrift.vprism import workflow
+
+    cfg = vd_config.validate(vprism_config(tmp_path, "m", {"llm": {"model": "tiny", "batch_size": 4},
+                                                           "filter": {"llm": {"model": "/models/judge"}}}),
+                             workdir=tmp_path)
+    assert set(workflow.params(cfg, "umap")) == {"umap"}
+    assert set(workflow.params(cfg, "sample", "categories")) == {"sample"}  # categories: the default
+    rephrase = workflow.params(cfg, "rephrase", llm="rephrase")
+    assert rephrase["llm"] == {"model": "results/models/tiny/base", "batch_size": 4}
+    assert workflow.llm_model_input(cfg, "rephrase") == ["results/models/tiny/base"]
+    assert workflow.params(cfg, "filter", llm="filter")["llm"] == {"model": "/models/judge", "batch_size": 4}
+    assert workflow.llm_model_input(cfg, "filter") == []
+    assert "llm" not in workflow.params(cfg, "select", "embedder", llm="select")  # selects by embedding
+
+
 def test_vprism_config_defaults_are_the_papers(tmp_path):
     cfg = vd_config.validate(vprism_config(tmp_path, "m", {"llm": {"model": "m"}}), workdir=tmp_path)
     vp = cfg["questions"]["vprism"]

@@ -4,42 +4,10 @@
 # -> filter -> sample, one artifact per stage under results/vprism/, plus a cluster
 # report. Each rule's params hold only the settings of its own stage, so changing a
 # setting (a seed, say) reruns that stage and the ones downstream of it, nothing else.
-import copy
-
 from valuedrift.vprism import artifact as vprism_file
+from valuedrift.vprism import workflow as vprism
 
 QUESTIONS = config["questions"]
-VPRISM = QUESTIONS.get("vprism", {})
-
-
-def vprism_llm(stage):
-    """The stage's LLM settings; a key of `models` as model means its imported base model."""
-    cfg = {**VPRISM.get("llm", {}), **VPRISM.get(stage, {}).get("llm", {})}
-    if cfg.get("model") in config["models"] and not cfg.get("base_url"):
-        cfg["model"] = paths.model_dir(paths.base_model_key(cfg["model"]))
-    return cfg
-
-
-def vprism_llm_model(stage):
-    """The imported base model a local LLM stage needs as input (none for an API)."""
-    model = {**VPRISM.get("llm", {}), **VPRISM.get(stage, {}).get("llm", {})}.get("model")
-    return paths.model_dir(paths.base_model_key(model)) if model in config["models"] else []
-
-
-def vprism_params(*blocks, llm=None):
-    """The part of questions.vprism a rule depends on (LLM settings resolved)."""
-    vp = {b: copy.deepcopy(VPRISM[b]) for b in blocks if b in VPRISM}
-    if llm:
-        vp["llm"] = vprism_llm(llm)
-        vp.setdefault(llm, {})["llm"] = {}
-    return vp
-
-
-def vprism_report_inputs():
-    """The cluster report files, for the HTML report (none when questions come from a file)."""
-    if QUESTIONS["source"] != "vprism":
-        return []
-    return [vprism_file(n) for n in ("cluster_report.json", "cluster_scatter.html", "cluster_scatter.png")]
 
 
 if QUESTIONS["source"] == "file":
@@ -60,13 +28,12 @@ else:
 
     rule vprism_load:
         input:
-            [p for p in ([VPRISM["prompts"].get("path")] if isinstance(VPRISM["prompts"].get("path"), str)
-                         else VPRISM["prompts"].get("path") or [])] if VPRISM["prompts"]["source"] == "file" else [],
+            vprism.prompt_files(config),
         output:
             prompts=vprism_file("prompts.parquet"),
             stats=vprism_file("stats/load.json"),
         params:
-            vp=vprism_params("prompts"),
+            vp=vprism.params(config, "prompts"),
         log:
             paths.log_file("vprism", "load"),
         script:
@@ -75,12 +42,12 @@ else:
     rule vprism_rephrase:
         input:
             prompts=vprism_file("prompts.parquet"),
-            model=vprism_llm_model("rephrase"),
+            model=vprism.llm_model_input(config, "rephrase"),
         output:
             rephrased=vprism_file("rephrased.parquet"),
             stats=vprism_file("stats/rephrase.json"),
         params:
-            vp=vprism_params("rephrase", llm="rephrase"),
+            vp=vprism.params(config, "rephrase", llm="rephrase"),
         log:
             paths.log_file("vprism", "rephrase"),
         threads: workflow.cores
@@ -96,7 +63,7 @@ else:
             embeddings=vprism_file("embeddings.npy"),
             stats=vprism_file("stats/embed.json"),
         params:
-            vp=vprism_params("embedder"),
+            vp=vprism.params(config, "embedder"),
         log:
             paths.log_file("vprism", "embed"),
         threads: workflow.cores
@@ -110,7 +77,7 @@ else:
             reduced=vprism_file("reduced.npy"),
             coords=vprism_file("coords2d.npy"),
         params:
-            vp=vprism_params("umap"),
+            vp=vprism.params(config, "umap"),
         log:
             paths.log_file("vprism", "reduce"),
         threads: workflow.cores
@@ -126,7 +93,7 @@ else:
             clusters=vprism_file("clusters.parquet"),
             stats=vprism_file("stats/cluster.json"),
         params:
-            vp=vprism_params("hdbscan"),
+            vp=vprism.params(config, "hdbscan"),
         log:
             paths.log_file("vprism", "cluster"),
         script:
@@ -135,12 +102,12 @@ else:
     rule vprism_name:
         input:
             clusters=vprism_file("clusters.parquet"),
-            model=vprism_llm_model("name"),
+            model=vprism.llm_model_input(config, "name"),
         output:
             names=vprism_file("cluster_names.parquet"),
             stats=vprism_file("stats/name.json"),
         params:
-            vp=vprism_params("name", llm="name"),
+            vp=vprism.params(config, "name", llm="name"),
         log:
             paths.log_file("vprism", "name"),
         threads: workflow.cores
@@ -154,14 +121,13 @@ else:
             clusters=vprism_file("clusters.parquet"),
             names=vprism_file("cluster_names.parquet"),
             embeddings=vprism_file("embeddings.npy"),
-            model=vprism_llm_model("select") if VPRISM["select"]["method"] == "llm" else [],
+            model=vprism.llm_model_input(config, "select") if vprism.uses_llm(config, "select") else [],
         output:
             mapping=vprism_file("category_map.parquet"),
             selected=vprism_file("selected.parquet"),
             stats=vprism_file("stats/select.json"),
         params:
-            vp=vprism_params("select", "embedder", "categories",
-                             llm="select" if VPRISM["select"]["method"] == "llm" else None),
+            vp=vprism.params(config, "select", "embedder", "categories", llm="select"),
         log:
             paths.log_file("vprism", "select"),
         threads: workflow.cores
@@ -173,12 +139,12 @@ else:
     rule vprism_filter:
         input:
             selected=vprism_file("selected.parquet"),
-            model=vprism_llm_model("filter"),
+            model=vprism.llm_model_input(config, "filter"),
         output:
             filtered=vprism_file("filtered.parquet"),
             stats=vprism_file("stats/filter.json"),
         params:
-            vp=vprism_params("filter", llm="filter"),
+            vp=vprism.params(config, "filter", llm="filter"),
         log:
             paths.log_file("vprism", "filter"),
         threads: workflow.cores
@@ -194,7 +160,7 @@ else:
             questions=paths.questions_file(),
             stats=vprism_file("stats/sample.json"),
         params:
-            vp=vprism_params("sample", "categories"),
+            vp=vprism.params(config, "sample", "categories"),
         log:
             paths.log_file("vprism", "sample"),
         script:
@@ -207,8 +173,7 @@ else:
             mapping=vprism_file("category_map.parquet"),
             filtered=vprism_file("filtered.parquet"),
             questions=paths.questions_file(),
-            stats=expand(vprism_file("stats/{stage}.json"),
-                         stage=["load", "rephrase", "embed", "cluster", "name", "select", "filter", "sample"]),
+            stats=vprism.stats_files(),
         output:
             report=vprism_file("cluster_report.json"),
             html=vprism_file("cluster_scatter.html"),

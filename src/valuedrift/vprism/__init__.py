@@ -15,7 +15,23 @@ Stages, one module each, one Snakemake rule and artifact each (workflow/rules/vp
     report     cluster_report.json    report.py    counts per stage, clusters, 2-D scatter
 
 All LLM calls go through the shared cached client (valuedrift.llm), so a rerun costs
-no calls. ``stages.py`` holds the file-in/file-out functions the workflow scripts call.
+no calls. ``stages.py`` holds the file-in/file-out functions the workflow scripts call;
+``workflow.py`` what the rules ask of the config. Every setting and its default is in
+the config schema (``questions.vprism``); the paper's build is
+
+    questions:
+      source: vprism
+      vprism:
+        llm: {backend: openai, model: gpt-4o, base_url: ..., api_key_env: OPENAI_API_KEY}
+
+(PRISM from the hub, all-mpnet-base-v2, UMAP 20-D, HDBSCAN, 50 per category of the 11).
+A local prompt file instead: ``prompts: {source: file, path: my.csv, text_column: text,
+id_column: null}``. A user with a finished question file sets ``source: file`` instead.
+
+Shortfalls are never silent: missing columns, empty files and a pool with no usable
+prompt are errors; a category with fewer value-laden questions than ``per_category`` is
+an error naming each short category and its count (or, with ``sample.on_shortfall:
+warn``, a warning that says so).
 """
 
 from __future__ import annotations

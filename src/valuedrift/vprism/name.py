@@ -68,5 +68,6 @@ def name_clusters(clusters: pl.DataFrame, client: LLMClient, settings: dict[str,
     for row in table.iter_rows(named=True):
         log.info("cluster %d (%d questions): %s | %s", row["cluster"], row["size"], row["name"],
                  ", ".join(row["ngrams"][:6]))
-    stats = {**stats, "clusters": len(table), "unnamed": sum(n is None for n in names)}
+    stats = {**stats, "clusters": len(table), "unnamed": sum(n is None for n in names),
+             "output": int(table["size"].sum())}  # questions in named clusters (naming drops none)
     return table, stats

@@ -85,8 +85,15 @@ def write_config(workdir: Path, cfg: dict, name: str = "config.yaml") -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles/local"), *args]
+def no_network_prefix() -> list[str]:
+    """`unshare -n` (a process without any network) where this machine allows it."""
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True) if shutil.which("unshare") else None
+    return ["unshare", "-n"] if probe is not None and probe.returncode == 0 else []
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1200,
+              prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [*(prefix or []), sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles/local"), *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     if check and proc.returncode != 0:
@@ -94,9 +101,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1200
     return proc
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, prefix: list[str] | None = None) -> dict[str, int]:
     """Job counts per rule that a dry run would execute ({} when nothing is to be done)."""
-    proc = snakemake(workdir, *args, "-n", "--quiet", "rules")
+    proc = snakemake(workdir, *args, "-n", "--quiet", "rules", prefix=prefix)
     counts: dict[str, int] = {}
     for line in proc.stdout.splitlines():
         parts = line.split()

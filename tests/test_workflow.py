@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from conftest import planned_jobs, snakemake, tiny_config, write_config
+from conftest import no_network_prefix, planned_jobs, snakemake, tiny_config, write_config
 from valuedrift import config as vd_config
 from valuedrift import paths, tables
 
-pytestmark = pytest.mark.slow
 
 
+
+@pytest.mark.slow
 def test_whole_study_then_rerun_then_extend(workdir, tiny_model):
     cfg = tiny_config(tiny_model)
     write_config(workdir, cfg)
@@ -59,3 +60,29 @@ def test_whole_study_then_rerun_then_extend(workdir, tiny_model):
     }, jobs
     proc = snakemake(workdir, "-n", "--quiet", "all")
     assert "checkpoint-2" not in "".join(l for l in proc.stdout.splitlines() if "sft_segment" in l)
+
+
+def test_paper_config_plans_the_expected_chain_offline(workdir):
+    """`snakemake -n --configfile config/paper.yaml <one drift.csv>` needs neither hub nor network."""
+    import shutil
+
+    from conftest import REPO
+
+    shutil.copytree(REPO / "config", workdir / "config", dirs_exist_ok=True)
+    target = "results/drift/llama3-3b/sft-wildchat/dpo-ultrafeedback/drift.csv"
+    jobs = planned_jobs(workdir, target, "--configfile", "config/paper.yaml", prefix=no_network_prefix())
+    # SFT: WildChat 5,997 steps, a checkpoint every 500 -> 12 segments; DPO: 5,712 steps
+    # every 100 -> 58 segments; generation + judging of the DPO start (= final SFT
+    # checkpoint) and of every DPO checkpoint; the V-PRISM builder for the questions.
+    assert jobs["sft_segment"] == 12 and jobs["po_segment"] == 58
+    assert jobs["generate"] == jobs["judge"] == 59
+    assert jobs["import_base_model"] == 1 and jobs["prepare_dataset"] == 2
+    assert jobs["trajectory"] == jobs["drift_table"] == 1
+    assert jobs["vprism_sample"] == 1
+    assert "reward_model" not in jobs  # DPO needs none; PPO runs would
+
+
+def test_a_given_configfile_replaces_the_demo_config(workdir, tiny_model):
+    write_config(workdir, tiny_config(tiny_model), name="other.yaml")
+    (workdir / "config" / "config.yaml").write_text("this: is not a valid study\n")
+    assert planned_jobs(workdir, "--configfile", "config/other.yaml")["all"] == 1

@@ -15,6 +15,20 @@ if not config:
 
 
 include: "workflow/rules/common.smk"
+
+
+# Wildcards take only the names the config defines, so paths parse one way.
+wildcard_constraints:
+    base=_alternatives(config["models"]),
+    sft=_alternatives(config["datasets"]),
+    preference=_alternatives(config["datasets"]),
+    dataset=_alternatives(config["datasets"]),
+    algorithm=_alternatives(registry.ALGORITHMS),
+    step=r"\d+",
+    run=_alternatives(RUNS_BY_PATH) or "^$",
+    model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)",
+
+
 include: "workflow/rules/vprism.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"

@@ -97,6 +97,15 @@ def base_model_key(base: str) -> str:
     return f"{base}/base"
 
 
+def base_of(model_key: str) -> str:
+    """The base model name a model key starts with."""
+    return PurePosixPath(model_key).parts[0]
+
+
+def is_base_model(model_key: str) -> bool:
+    return PurePosixPath(model_key).name == "base"
+
+
 def checkpoint_key(model_path: str, step: int) -> str:
     return f"{model_path}/checkpoint-{step}"
 

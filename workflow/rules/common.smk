@@ -26,17 +26,6 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
 
 
-wildcard_constraints:
-    base=_alternatives(config["models"]),
-    sft=_alternatives(config["datasets"]),
-    preference=_alternatives(config["datasets"]),
-    dataset=_alternatives(config["datasets"]),
-    algorithm=_alternatives(registry.ALGORITHMS),
-    step=r"\d+",
-    run=_alternatives(RUNS_BY_PATH) or "^$",
-    model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)",
-
-
 def run_for(wildcards):
     """The configured run a training/drift target belongs to (clear error if none)."""
     if hasattr(wildcards, "run"):
@@ -75,14 +64,20 @@ def training_settings(algorithm):
 
 def prompt_format(model_key):
     """Chat template after training; the model's configured format for a base model."""
-    if model_key.endswith("/base"):
-        return config["models"][model_key.split("/")[0]]["prompt_format"]
+    if paths.is_base_model(model_key):
+        return config["models"][paths.base_of(model_key)]["prompt_format"]
     return "chat"
 
 
 def judge_model_dir():
     name = config["judge"].get("model", "")
     return paths.model_dir(paths.base_model_key(name)) if name in config["models"] else name
+
+
+def trajectory_stances(wildcards):
+    """Stance tables of every checkpoint of a run, step 0 being its start model."""
+    run = run_for(wildcards)
+    return {f"step_{s}": paths.stances_file(run.model_at(s)) for s in [0, *run.steps]}
 
 
 def all_drift_outputs():
@@ -102,13 +97,13 @@ from valuedrift import launch as vd_launch
 
 
 def job_resources(family, model):
-    """`resources:` of a rule of `family` ("train"/"infer"); `model`: base model name or fn(wildcards)."""
+    """`resources:` of a rule of `family` (train or infer); `model`: base model name or fn(wildcards)."""
     return vd_launch.rule_resources(config["resources"], family, model)
 
 
 def model_base(wildcards):
     """The base model of a model key ({base}/base, {base}/sft-.../checkpoint-N)."""
-    return wildcards.model.split("/")[0]
+    return paths.base_of(wildcards.model)
 
 
 def judge_base():
@@ -130,7 +125,8 @@ def training_group(wildcards):
     """All segments of a run in one cluster job (resources.group_segments), else one job each."""
     if not config["resources"]["group_segments"]:
         return None
-    return "train_" + run_for(wildcards).model_path.replace("/", "_")
+    run_name = re.sub(r"\W", "_", run_for(wildcards).model_path)
+    return f"train_{run_name}"
 
 
 VPRISM_LLM_STAGES = ("rephrase", "name", "filter", "select")

@@ -2,11 +2,6 @@
 from valuedrift import report as vd_report
 
 
-def trajectory_stances(wildcards):
-    run = run_for(wildcards)
-    return {f"step_{s}": paths.stances_file(run.model_at(s)) for s in [0, *run.steps]}
-
-
 rule trajectory:
     input:
         unpack(trajectory_stances),

@@ -21,6 +21,8 @@ if QUESTIONS["source"] == "file":
             spec=QUESTIONS,
         log:
             paths.log_file("questions", "questions"),
+        conda:
+            conda_env("analysis")
         script:
             "../scripts/questions.py"
 

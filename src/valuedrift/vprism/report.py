@@ -28,11 +28,14 @@ def stage_counts(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def build_report(clusters: pl.DataFrame, names: pl.DataFrame, mapping: pl.DataFrame, filtered: pl.DataFrame,
                  questions: pl.DataFrame, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
     table = names.join(mapping.select("cluster", "category", "score", "best_category"), on="cluster", how="left")
-    per_cat = (filtered.group_by("category")
-                       .agg(pl.len().alias("selected"), pl.col("value_laden").sum().alias("value_laden"))
-                       .join(questions.group_by("category").len("sampled"), on="category", how="left")
-                       .with_columns(pl.col("sampled").fill_null(0))
-                       .sort("category"))
+    configured = pl.DataFrame({"category": list(stats.get("sample", {}).get("available", {}))}, schema={"category": pl.String})
+    per_cat = (pl.concat([configured, filtered.select("category")]).unique()
+                 .join(filtered.group_by("category").agg(pl.len().alias("selected"),
+                                                        pl.col("value_laden").sum().alias("value_laden")),
+                       on="category", how="left")
+                 .join(questions.group_by("category").len("sampled"), on="category", how="left")
+                 .with_columns(pl.col("selected", "value_laden", "sampled").fill_null(0).cast(pl.Int64))
+                 .sort("category"))
     return {
         "stages": stage_counts(stats),
         "questions": len(clusters),

@@ -125,7 +125,7 @@ def training_group(wildcards):
     """All segments of a run in one cluster job (resources.group_segments), else one job each."""
     if not config["resources"]["group_segments"]:
         return None
-    run_name = re.sub(r"\W", "_", run_for(wildcards).model_path)
+    run_name = "_".join(Path(run_for(wildcards).model_path).parts)
     return f"train_{run_name}"
 
 

@@ -53,11 +53,16 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--one-at-a-time", type=int, default=4, help="prompts generated one at a time")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of every measurement")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine, oversubscribed OpenMP threads "
+                             "make 2-thread timings swing 20x with other jobs' load)")
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--output", type=Path, default=REPO / "results/bench/generate.json")
     args = parser.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from valuedrift.generation import SamplingSettings, TransformersGenerator, format_prompt
     from valuedrift.models import import_base_model

@@ -196,12 +196,17 @@ def main() -> None:
                         help="new tokens generate-then-parse may use to state its option")
     parser.add_argument("--one-at-a-time", type=int, default=3, help="prompts timed one at a time")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--server-threads", type=int, default=2)
+    parser.add_argument("--server-threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine, oversubscribed OpenMP threads "
+                             "make 2-thread timings swing 20x with other jobs' load)")
     parser.add_argument("--model-dir", type=Path, help="an imported SmolLM2 folder (default: import to a tmp dir)")
     parser.add_argument("--output", type=Path, default=REPO / "results/bench/judge.json")
     args = parser.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from valuedrift.models import import_base_model
 

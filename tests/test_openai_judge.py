@@ -161,12 +161,13 @@ def assert_same(got, reference, tol=RERUN_TOL):
 @pytest.mark.slow
 def test_logprob_parsing_accounting_and_rerun_costs_nothing(proxy, server, reference, tmp_path):
     cache_dir = tmp_path / "cache"
+    some = PROMPTS[:4]  # enough for every code path; a call costs ~1-3 s on this machine
     judge = make_judge(proxy.base_url, cache_dir, price_per_million_prompt_tokens=2.5,
                        price_per_million_completion_tokens=10.0)
-    got = judge.option_logprobs(PROMPTS)
-    assert proxy.forwarded == len(PROMPTS)
+    got = judge.option_logprobs(some)
+    assert proxy.forwarded == len(some)
     assert all(g is not None for g in got)
-    assert_same(got, reference)
+    assert_same(got, reference[0][:len(some)])
 
     # the parse equals a by-hand parse of the raw HTTP answer (no client library): option
     # letters merged over their token variants, a missing one at the smallest listed logprob
@@ -188,11 +189,11 @@ def test_logprob_parsing_accounting_and_rerun_costs_nothing(proxy, server, refer
             assert lp == pytest.approx(want, abs=RERUN_TOL)
 
     acct = judge.accounting()
-    assert acct["calls"] == acct["succeeded"] == len(PROMPTS) and acct["failures"] == 0
-    assert acct["cache_hits"] == 0 and acct["completion_tokens"] == len(PROMPTS)
-    assert acct["prompt_tokens"] > 50 * len(PROMPTS)
+    assert acct["calls"] == acct["succeeded"] == len(some) and acct["failures"] == 0
+    assert acct["cache_hits"] == 0 and acct["completion_tokens"] == len(some)
+    assert acct["prompt_tokens"] > 50 * len(some)
     assert acct["cost"] == pytest.approx(acct["prompt_tokens"] * 2.5e-6 + acct["completion_tokens"] * 1e-5)
-    assert sum(acct["options_listed"].values()) == len(PROMPTS) and acct["options_listed"]["0"] == 0
+    assert sum(acct["options_listed"].values()) == len(some) and acct["options_listed"]["0"] == 0
     assert acct["unscorable_reasons"] == {}
 
     # none of the three listed (top_logprobs=2 leaves only "The", "You"): unscorable, recorded
@@ -204,14 +205,14 @@ def test_logprob_parsing_accounting_and_rerun_costs_nothing(proxy, server, refer
 
     # rerun: zero calls at the proxy, identical numbers, all accounted as cache hits
     again = make_judge(proxy.base_url, cache_dir)
-    assert again.option_logprobs(PROMPTS) == got
+    assert again.option_logprobs(some) == got
     assert proxy.forwarded == 0
     acct2 = again.accounting()
-    assert acct2["calls"] == 0 and acct2["cache_hits"] == len(PROMPTS) and acct2["cost"] == 0
+    assert acct2["calls"] == 0 and acct2["cache_hits"] == len(some) and acct2["cost"] == 0
     assert acct2["cached_prompt_tokens"] == acct["prompt_tokens"]
 
     # the key is sent (the server checks it) but never written anywhere
-    assert cache_entries(cache_dir) == len(PROMPTS) + 1
+    assert cache_entries(cache_dir) == len(some) + 1
     for path in cache_dir.rglob("*"):
         if path.is_file():
             assert server.api_key not in path.read_text()
@@ -263,7 +264,7 @@ def test_kill9_midrun_then_rerun_pays_only_for_the_rest(proxy, server, reference
     cache_dir = tmp_path / "cache"
     (tmp_path / "prompts.json").write_text(json.dumps(PROMPTS))
     (tmp_path / "judge_job.py").write_text(KILL_SCRIPT)
-    proxy.reset(FaultPlan(delay_s=0.4))  # slow calls: the kill lands mid-run
+    proxy.reset(FaultPlan(delay_s=0.2))  # slower calls: the kill lands mid-run
     job = subprocess.Popen([sys.executable, str(tmp_path / "judge_job.py"), proxy.base_url, str(cache_dir),
                             str(tmp_path / "prompts.json")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            env=env_with(**{KEY_ENV: server.api_key}))

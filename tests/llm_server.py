@@ -57,6 +57,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started us dies (Linux), so that a
+    killed test run or benchmark leaves no server behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class LlamaServer:
     """``python -m llama_cpp.server`` on 127.0.0.1; started by ``start``, stopped by ``stop``."""
 
@@ -84,7 +96,8 @@ class LlamaServer:
             if self.api_key:
                 cmd += ["--api_key", self.api_key]
             log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent)
             log.close()
             if self._wait_ready(timeout_s):
                 return self

@@ -436,3 +436,21 @@ def test_local_and_openai_judges_agree(proxy, reference, smollm2_dir, tmp_path):
     again = LocalJudge(smollm2_dir, dtype="float32", batch_size=4, cache_dir=tmp_path / "cache", progress=False)
     assert again.option_logprobs(PROMPTS) == got
     assert again.accounting()["calls"] == 0 and again.accounting()["cache_hits"] == len(PROMPTS)
+
+
+@pytest.mark.slow
+def test_transformers_client_is_greedy_cached_and_accounted(tiny_model, tmp_path):
+    cfg = {"backend": "transformers", "model": str(tiny_model), "cache_dir": str(tmp_path / "cache"),
+           "batch_size": 2, "progress": False}
+    requests = [ChatRequest(user(q), max_tokens=6, top_logprobs=3) for q in ("Is work good?", "Is rest good?", "Hi")]
+    client = make_client(cfg)
+    first = client.complete(requests)
+    assert all(r.error is None and r.text is not None and not r.cached for r in first)
+    assert all(len(r.first_token_logprobs) <= 3 and 0 <= r.completion_tokens <= 6 for r in first)
+    assert client.accounting()["calls"] == 3 and client.accounting()["cost"] == 0.0
+    again = make_client(cfg)
+    second = again.complete(requests)
+    assert [r.text for r in second] == [r.text for r in first] and all(r.cached for r in second)
+    assert again.accounting()["calls"] == 0 and again.accounting()["cache_hits"] == 3
+    with pytest.raises(ValueError, match="greedily"):
+        again.complete([ChatRequest(user("x"), temperature=0.7)])

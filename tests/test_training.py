@@ -7,7 +7,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from valuedrift.training import registry
+from valuedrift.training import registry, retention
 from valuedrift.training.segment import SEGMENT_INFO, train_segment
 from valuedrift.training.settings import (DPOSettings, PPOSettings, RewardSettings, SFTSettings,
                                           SimPOSettings)
@@ -105,9 +105,15 @@ def test_two_segments_equal_one(algorithm, tiny_model, tmp_path, request):
     rm = request.getfixturevalue("reward_model") if algorithm == "ppo" else None
     kw = dict(algorithm=algorithm, settings=settings, start_model=tiny_model, rows=rows, reward_model=rm)
     train_segment(previous=None, output=tmp_path / "a/checkpoint-2", step=2, **kw)
-    info = train_segment(previous=tmp_path / "a/checkpoint-2", output=tmp_path / "a/checkpoint-4", step=4, **kw)
+    assert retention.has_optimizer_state(tmp_path / "a/checkpoint-2")
+    info = train_segment(previous=tmp_path / "a/checkpoint-2", output=tmp_path / "a/checkpoint-4", step=4,
+                         optimizer_state="last", **kw)
     train_segment(previous=None, output=tmp_path / "b/checkpoint-4", step=4, **kw)
     assert info["start_step"] == 2 and info["horizon"] == 8
+    # optimizer_state: last -- the resumed-from checkpoint gave its state up, the new one keeps it
+    assert not retention.has_optimizer_state(tmp_path / "a/checkpoint-2") and info["optimizer_state_freed_bytes"] > 0
+    assert retention.has_optimizer_state(tmp_path / "a/checkpoint-4")
+    assert (tmp_path / "a/checkpoint-2/scheduler.pt").exists()
     assert _max_diff(tmp_path / "a/checkpoint-4", tmp_path / "b/checkpoint-4") < 1e-6
     assert _max_diff(tmp_path / "a/checkpoint-4", tiny_model) > 1e-6  # it did train
     split, whole = _losses(tmp_path / "a/checkpoint-4", key), _losses(tmp_path / "b/checkpoint-4", key)
@@ -141,3 +147,44 @@ def test_segment_records_its_metrics(tiny_model, tmp_path):
     assert all("learning_rate" in h for h in info["log"] if "loss" in h)
     for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"):
         assert (tmp_path / "checkpoint-2" / name).exists(), name
+
+
+def _fake_checkpoint(path, *, deepspeed=False):
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"w" * 10)
+    (path / "scheduler.pt").write_bytes(b"s")
+    if deepspeed:
+        (path / "global_step4").mkdir()
+        (path / "global_step4" / "zero_pp_rank_0_optim_states.pt").write_bytes(b"o" * 30)
+    else:
+        (path / "optimizer.pt").write_bytes(b"o" * 20)
+    return path
+
+
+@pytest.mark.parametrize("policy, previous_keeps, final_keeps, middle_keeps",
+                         [("all", True, True, True), ("last", False, True, True), ("none", False, False, True)])
+def test_optimizer_state_retention_policies(tmp_path, policy, previous_keeps, final_keeps, middle_keeps):
+    prev = _fake_checkpoint(tmp_path / "checkpoint-2", deepspeed=True)
+    out = _fake_checkpoint(tmp_path / "checkpoint-4")
+    freed = retention.after_segment(policy=policy, previous=prev, output=out, final=True)
+    assert retention.has_optimizer_state(prev) == previous_keeps
+    assert retention.has_optimizer_state(out) == final_keeps
+    assert freed == (0 if previous_keeps else 30) + (0 if final_keeps else 20)
+    # weights and scheduler always stay
+    assert all((p / "model.safetensors").exists() and (p / "scheduler.pt").exists() for p in (prev, out))
+    # a checkpoint that does not end its run keeps its state under every policy
+    mid = _fake_checkpoint(tmp_path / "checkpoint-6")
+    retention.after_segment(policy=policy, previous=None, output=mid, final=False)
+    assert retention.has_optimizer_state(mid) == middle_keeps
+    with pytest.raises(ValueError, match="training.optimizer_state must be one of all, last, none"):
+        retention.after_segment(policy="first", previous=None, output=mid, final=False)
+
+
+def test_resuming_without_optimizer_state_is_refused_before_training(tiny_model, tmp_path):
+    prev = _fake_checkpoint(tmp_path / "checkpoint-2")
+    retention.drop_optimizer_state(prev)
+    s = SFTSettings(global_batch_size=8, per_device_batch_size=8, max_length=64, schedule_steps=4)
+    with pytest.raises(RuntimeError, match=r"holds no optimizer state \(training.optimizer_state: last\)"):
+        train_segment(algorithm="sft", settings=s, start_model=tiny_model, previous=prev,
+                      output=tmp_path / "checkpoint-4", step=4, rows=SFT_ROWS, optimizer_state="last")
+    assert not (tmp_path / "checkpoint-4").exists()

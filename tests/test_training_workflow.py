@@ -41,18 +41,41 @@ def test_every_algorithm_runs_two_chained_segments(workdir, tiny_model):
     assert planned_jobs(workdir, *targets) == {
         "import_base_model": 1, "prepare_dataset": 2, "sft_segment": 2, "reward_model": 1, "po_segment": 6}
     snakemake(workdir, *targets)
+    sft = "results/models/tiny/sft-demo-instruct"
     for a in ALGORITHMS:
         for step in (1, 2):
-            ckpt = workdir / _final(a, step)
-            assert (ckpt / "model.safetensors").exists() and (ckpt / "optimizer.pt").exists()
+            assert (workdir / _final(a, step) / "model.safetensors").exists()
     assert (workdir / _final("ppo", 2) / "value_model" / "model.safetensors").exists()
-    assert planned_jobs(workdir, *targets) == {}
+    # optimizer_state: last (the default) -- only the newest checkpoint of each run keeps it
+    with_state = sorted(str(p.parent.relative_to(workdir)) for p in workdir.glob("results/models/**/optimizer.pt"))
+    assert with_state == sorted([f"{sft}/checkpoint-2", *(_final(a, 2) for a in ALGORITHMS)])
+    assert planned_jobs(workdir, *targets) == {}, "dropping optimizer state from an input made a job stale"
 
-    # Extending one PO run by one checkpoint retrains only that segment.
+    # Extending one PO run by one checkpoint retrains only that segment, resumed with its state.
     cfg = _config(tiny_model)
     cfg["runs"][2]["max_steps"] = 3  # dpo
     write_config(workdir, cfg)
     assert planned_jobs(workdir, _final("dpo", 3)) == {"po_segment": 1}
+    snakemake(workdir, _final("dpo", 3))
+    assert not (workdir / _final("dpo", 2) / "optimizer.pt").exists()
+    assert (workdir / _final("dpo", 3) / "optimizer.pt").exists()
+    assert planned_jobs(workdir, *targets, _final("dpo", 3)) == {}
+
+    # optimizer_state: none -- not even the final checkpoint keeps it (changing it reruns nothing) ...
+    cfg["training"]["optimizer_state"] = "none"
+    cfg["runs"][2]["max_steps"] = 4
+    write_config(workdir, cfg)
+    assert planned_jobs(workdir, _final("dpo", 4)) == {"po_segment": 1}
+    snakemake(workdir, _final("dpo", 4))
+    assert not list((workdir / _final("dpo", 4)).glob("optimizer*"))
+    # ... so the run cannot be extended exactly, and the error says which key decides that
+    cfg["runs"][2]["max_steps"] = 5
+    write_config(workdir, cfg)
+    failed = snakemake(workdir, _final("dpo", 5), check=False)
+    assert failed.returncode != 0
+    log = (workdir / "logs/train/tiny/sft-demo-instruct/dpo-demo-support/checkpoint-5.log").read_text()
+    assert "holds no optimizer state (training.optimizer_state: none)" in log
+    assert (workdir / _final("dpo", 4) / "model.safetensors").exists(), "a failed extension lost a checkpoint"
 
 
 def _kill_group(proc):

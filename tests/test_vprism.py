@@ -372,6 +372,21 @@ def test_builds_questions_from_real_prism_prompts(built):
 
 
 @pytest.mark.slow
+def test_the_study_report_shows_the_cluster_report(built, monkeypatch):
+    from valuedrift import report
+
+    wd = built["wd"]
+    # the report rule reads the cluster report (so the study's report links it) ...
+    assert planned_jobs(wd, "results/report/index.html", "--forceall").get("vprism_report") == 1
+    # ... and its V-PRISM section shows what each stage kept, per category, and the scatter
+    monkeypatch.chdir(wd)
+    html = report._vprism_section(report._Links(Path("results/report/index.html")))
+    assert "<h3>What each stage kept</h3>" in html and "<h3>Per category</h3>" in html
+    assert "href='../vprism/cluster_report.json'" in html and "src='../vprism/cluster_scatter.png'" in html
+    assert "class=missing" not in html
+
+
+@pytest.mark.slow
 def test_same_inputs_give_the_same_questions_with_zero_llm_calls(built, tmp_path):
     """The stages called directly, in a fresh folder, on the same LLM cache."""
     from valuedrift.llm import make_client

@@ -191,6 +191,25 @@ def runs(config: dict[str, Any]) -> list[Run]:
     ]
 
 
+def run_key(wildcards: dict[str, str]) -> str:
+    """The model path of the run a rule's wildcards belong to. A reward model
+    (base, sft, preference; no algorithm) belongs to the SFT run it starts from."""
+    if "run" in wildcards:
+        return wildcards["run"]
+    key = f"{wildcards['base']}/sft-{wildcards['sft']}"
+    if "algorithm" in wildcards:
+        key += f"/{wildcards['algorithm']}-{wildcards['preference']}"
+    return key
+
+
+def run_for(config: dict[str, Any], wildcards: dict[str, str]) -> Run:
+    key = run_key(wildcards)
+    by_path = {run.model_path: run for run in runs(config)}
+    if key not in by_path:
+        raise ConfigError(f"{key} is not a run of this config; runs: {', '.join(by_path)}")
+    return by_path[key]
+
+
 def load(path: str | Path, workdir: str | Path = ".") -> dict[str, Any]:
     with open(path) as fh:
         config = yaml.safe_load(fh) or {}

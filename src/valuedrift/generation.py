@@ -44,8 +44,13 @@ class Generator(Protocol):
 class TransformersGenerator:
     """CPU and fallback backend: batched, left-padded, length-sorted, seeded sampling.
 
-    Each batch reseeds torch with (seed, index of the batch's first prompt), so results
-    do not depend on which batches ran before (a resumed or partial run samples the same).
+    Our own decode loop around the model's forward, not ``model.generate``: each prompt
+    is prefilled once and its KV cache repeated for its samples (``generate`` prefills
+    every sample), finished rows leave the batch, and tokens are drawn by inverse-CDF
+    sampling, exactly from softmax(logits / T) (torch.multinomial draws one exponential
+    per vocabulary entry). Greedy decoding (T = 0) equals ``model.generate`` (tested).
+    Each batch has its own generator seeded with (seed, index of its first prompt), so
+    results do not depend on which batches ran before (a resumed run samples the same).
     """
 
     def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "auto", batch_size: int = 32):
@@ -53,36 +58,82 @@ class TransformersGenerator:
 
         self.model, self.tokenizer = load_causal_lm(model_dir, dtype=None if dtype == "auto" else dtype)
         self.batch_size = batch_size
+        self.eos_ids = sorted(set(_as_list(self.model.generation_config.eos_token_id) or [self.tokenizer.eos_token_id]))
 
     def generate(self, prompts, sampling):
         import torch
         from tqdm.auto import tqdm
 
-        tok, model = self.tokenizer, self.model
+        tok = self.tokenizer
         lengths = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
         results: list[list[tuple[str, int]]] = [[] for _ in prompts]
-        eos_ids = set(_as_list(model.generation_config.eos_token_id) or [tok.eos_token_id])
         with torch.inference_mode(), tqdm(total=len(prompts), desc="generating", unit="prompt") as bar:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-                torch.manual_seed(sampling.seed * 1_000_003 + start)
-                out = model.generate(
-                    **enc, do_sample=sampling.temperature > 0, temperature=sampling.temperature or None,
-                    top_p=sampling.top_p, top_k=0, max_new_tokens=sampling.max_new_tokens,
-                    num_return_sequences=sampling.samples, pad_token_id=tok.pad_token_id)
-                new = out[:, enc["input_ids"].shape[1]:]
-                for row, seq in enumerate(new.tolist()):
-                    n = len(seq)
-                    for k, t in enumerate(seq):
-                        if t in eos_ids or t == tok.pad_token_id:
-                            n = k
-                            break
-                    text = tok.decode(seq[:n], skip_special_tokens=True)
-                    results[batch[row // sampling.samples]].append((text, n))
+                rng = torch.Generator().manual_seed(sampling.seed * 1_000_003 + start)
+                for row, seq in enumerate(self._decode(enc, sampling, rng)):
+                    results[batch[row // sampling.samples]].append((tok.decode(seq, skip_special_tokens=True), len(seq)))
                 bar.update(len(batch))
         return results
+
+    def _decode(self, enc, sampling: SamplingSettings, rng) -> list[list[int]]:
+        """Token ids (end-of-sequence excluded) of ``sampling.samples`` continuations per prompt."""
+        import torch
+
+        model, k = self.model, sampling.samples
+        mask = enc["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens count from 0
+        out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(k)
+        mask = mask.repeat_interleave(k, 0)
+        logits = out.logits[:, -1].repeat_interleave(k, 0)
+        position = positions[:, -1].repeat_interleave(k, 0) + 1
+        rows = torch.arange(mask.shape[0])  # which output row each batch row is
+        eos = torch.tensor(self.eos_ids)
+        tokens: list[list[int]] = [[] for _ in range(mask.shape[0])]
+        for _ in range(sampling.max_new_tokens):
+            # one uniform per output row per step, finished or not: a row's draws never
+            # depend on which other rows have finished
+            uniforms = torch.rand(len(tokens), generator=rng)[rows]
+            nxt = sample_next(logits, sampling.temperature, sampling.top_p, uniforms)
+            finished = torch.isin(nxt, eos)
+            for r, t, f in zip(rows.tolist(), nxt.tolist(), finished.tolist()):
+                if not f:
+                    tokens[r].append(t)
+            if finished.all():
+                break
+            if finished.any():  # finished rows leave the batch (and the KV cache)
+                keep = (~finished).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position[:, None],
+                        past_key_values=cache, use_cache=True)
+            logits, position = out.logits[:, -1], position + 1
+        return tokens
+
+
+def sample_next(logits, temperature: float, top_p: float, uniforms):
+    """One token per row from softmax(logits / temperature), nucleus-truncated at ``top_p``,
+    by inverse-CDF sampling with the row's uniform number in [0, 1); greedy at temperature 0."""
+    import torch
+
+    if not temperature:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    ids = None
+    if top_p < 1.0:
+        probs, ids = probs.sort(dim=-1, descending=True)
+        # keep the smallest prefix whose mass reaches top_p (the most likely token always)
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    u = uniforms.reshape(-1, 1).to(cdf.dtype) * cdf[:, -1:]
+    picked = torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1)
+    return (picked if ids is None else ids.gather(-1, picked)).squeeze(1)
 
 
 def _as_list(value):

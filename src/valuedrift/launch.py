@@ -21,8 +21,8 @@ Launch
     A training job that was given N > 1 GPUs runs its segment as N processes under
     ``accelerate launch`` with an FSDP, DeepSpeed ZeRO-3 or DDP config (config
     ``resources.launcher``); with one GPU or none it runs in the job's own Python.
-    :func:`accelerate_command` builds the command; :func:`run` is what the rule scripts
-    call; ``python -m valuedrift.launch`` is the per-process entry point.
+    :func:`accelerate_command` builds the command; :func:`run_for_job` is what the rule
+    scripts call; ``python -m valuedrift.launch`` is the per-process entry point.
 """
 
 from __future__ import annotations
@@ -244,6 +244,16 @@ def run(step: str, kwargs: dict[str, Any], *, resources: dict[str, Any] | None, 
     proc = subprocess.run(cmd, env=child_env(threads, n))
     if proc.returncode:
         raise RuntimeError(f"accelerate launch of {n} processes exited with status {proc.returncode}")
+
+
+def run_for_job(job, step: str, kwargs: dict[str, Any]) -> None:
+    """:func:`run` for a rule script: ``job`` is its ``snakemake`` object (config resources,
+    the GPUs and threads the job was given, its log file)."""
+    from . import pipeline
+
+    pipeline.configure_logging(job.log[0])
+    run(step, kwargs, resources=job.config.get("resources"), gpus=job.resources.get("gpu"),
+        threads=job.threads, log_path=job.log[0])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,7 +56,8 @@ def prepare_dataset(spec: dict[str, Any], output: str, *, workdir: str | Path = 
 
 
 def train(*, algorithm: str, settings: dict[str, Any], start_model: str, previous: str | None, data: str,
-          output: str, step: int, reward_model: str | None = None) -> None:
+          output: str, step: int, reward_model: str | None = None, optimizer_state: str = "all",
+          final: bool = False) -> None:
     from .training import registry
     from .training.segment import train_segment
 
@@ -66,13 +67,19 @@ def train(*, algorithm: str, settings: dict[str, Any], start_model: str, previou
     log.info("%s: training up to step %d from %s", algorithm, step, previous or start_model)
     t0 = time.perf_counter()
     info = train_segment(algorithm=algorithm, settings=resolved, start_model=start_model, previous=previous,
-                         output=output, step=step, rows=rows, reward_model=reward_model)
+                         output=output, step=step, rows=rows, reward_model=reward_model,
+                         optimizer_state=optimizer_state, final=final)
     log.info("%s segment %d -> %d (of %d) done in %.1f s", algorithm, info["start_step"], step,
              info["horizon"], time.perf_counter() - t0)
+    if info.get("optimizer_state_freed_bytes"):
+        log.info("optimizer_state %s: dropped %.1f MB of optimizer state", optimizer_state,
+                 info["optimizer_state_freed_bytes"] / 1e6)
 
 
-def train_reward(*, settings: dict[str, Any], start_model: str, data: str, output: str) -> None:
-    """The reward model for PPO: one run over the preference data, from the final SFT model."""
+def train_reward(*, settings: dict[str, Any], start_model: str, data: str, output: str,
+                 optimizer_state: str = "all") -> None:
+    """The reward model for PPO: one run over the preference data, from the final SFT model.
+    It is never extended, so its optimizer state is kept only under ``optimizer_state: all``."""
     from .training.settings import RewardSettings
     from .training.segment import train_segment
 
@@ -81,7 +88,8 @@ def train_reward(*, settings: dict[str, Any], start_model: str, data: str, outpu
     horizon = resolved.horizon(len(rows))
     t0 = time.perf_counter()
     train_segment(algorithm="reward", settings=resolved, start_model=start_model, previous=None,
-                  output=output, step=horizon, rows=rows)
+                  output=output, step=horizon, rows=rows,
+                  optimizer_state="all" if optimizer_state == "all" else "none", final=True)
     log.info("reward model: %d steps on %d pairs in %.1f s", horizon, len(rows), time.perf_counter() - t0)
 
 

@@ -445,6 +445,26 @@ def _config_section(study: dict[str, Any], runs: list[Run], questions: pl.DataFr
     return "".join(parts)
 
 
+def _vprism_section(links: _Links) -> str:
+    """How the V-PRISM questions were built: kept per stage, per category, the cluster scatter."""
+    from .vprism import artifact
+
+    report_path = artifact("cluster_report.json")
+    if not Path(report_path).exists():
+        return f"<p>No cluster report ({links(report_path)}).</p>"
+    rep = _read_json(report_path)
+    stages = _table(["stage", "kept", "LLM calls"], [[r["stage"], r["kept"], r["llm_calls"]] for r in rep["stages"]],
+                    "compact")
+    cats = _table(["category", "clustered prompts selected", "value-laden", "sampled questions"],
+                  [[c["category"], c["selected"], c["value_laden"], c["sampled"]] for c in rep["categories"]], "compact")
+    return (f"<p>{rep['questions']} PRISM prompts embedded and clustered into {len(rep['clusters'])} clusters "
+            f"({rep['noise']} noise points); clusters mapped to the paper's categories, filtered for value-laden "
+            f"questions by an LLM, then sampled per category (the paper's Section 3). Full report: "
+            f"{links(report_path)}.</p><h3>What each stage kept</h3>{stages}<h3>Per category</h3>{cats}"
+            + _figure(links, artifact("cluster_scatter.png"), artifact("cluster_scatter.html"),
+                      "V-PRISM prompts: 2-D UMAP of their embeddings, coloured by cluster", "fig-vprism"))
+
+
 def _largest_drifts(study_drift: pl.DataFrame, labels: dict[str, str], n: int = 8) -> str:
     top = (study_drift.drop_nulls("magnitude").with_columns(pl.col("magnitude").abs().alias("abs"))
            .sort("abs", descending=True).head(n))
@@ -563,6 +583,10 @@ def write_report(*, study: dict[str, Any], output: str, options: dict[str, Any] 
                     "responses, judge calls, cache hits, tokens and cost, from "
                     "<code>results/stances/{model}.accounting.json</code>.</p>"
                     + _accounting_section(judge_accounting(model_keys)) + "</section>")
+
+    if study.get("questions", {}).get("source") == "vprism":
+        toc.insert(toc.index(("config", "Study configuration")), ("vprism", "V-PRISM questions"))
+        sections.append("<section id=vprism><h2>V-PRISM questions</h2>" + _vprism_section(links) + "</section>")
 
     sections.append("<section id=config><h2>Study configuration</h2>"
                     + _config_section(study, runs, questions, links) + "</section>")

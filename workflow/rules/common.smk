@@ -28,15 +28,7 @@ def _alternatives(names):
 
 def run_for(wildcards):
     """The configured run a training/drift target belongs to (clear error if none)."""
-    if hasattr(wildcards, "run"):
-        key = wildcards.run
-    elif hasattr(wildcards, "preference") and not hasattr(wildcards, "algorithm"):
-        # the reward model of (base, sft, preference) belongs to the SFT run it starts from
-        key = f"{wildcards.base}/sft-{wildcards.sft}"
-    elif hasattr(wildcards, "algorithm"):
-        key = f"{wildcards.base}/sft-{wildcards.sft}/{wildcards.algorithm}-{wildcards.preference}"
-    else:
-        key = f"{wildcards.base}/sft-{wildcards.sft}"
+    key = vd_config.run_key(dict(wildcards.items()))
     if key not in RUNS_BY_PATH:
         raise WorkflowError(f"{key} is not a run of this config; runs: {', '.join(RUNS_BY_PATH)}")
     return RUNS_BY_PATH[key]

@@ -10,6 +10,7 @@ rule report:
         [paths.trajectory_file(r.model_path) for r in RUNS],
         list(dict.fromkeys(paths.judge_accounting_file(r.model_at(s)) for r in RUNS for s in [0, *r.steps])),
         paths.questions_file(),
+        vprism.report_inputs(config),
     output:
         paths.report_index(),
     params:

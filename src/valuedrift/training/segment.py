@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import registry, trainers
+from . import registry, retention, trainers
 from .ppo import SegmentDone
 from .settings import TrainerSettings
 
@@ -40,8 +40,13 @@ def _stop_at(step: int):
 
 def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str | os.PathLike,
                   previous: str | os.PathLike | None, output: str | os.PathLike, step: int,
-                  rows: list[dict[str, Any]], reward_model: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train from ``previous`` (None: from ``start_model``) up to optimizer step ``step``."""
+                  rows: list[dict[str, Any]], reward_model: str | os.PathLike | None = None,
+                  optimizer_state: str = "all", final: bool = False) -> dict[str, Any]:
+    """Train from ``previous`` (None: from ``start_model``) up to optimizer step ``step``.
+
+    ``optimizer_state`` (all/last/none, see ``retention``) decides which optimizer state
+    survives once the checkpoint is published; ``final``: ``step`` ends its run.
+    """
     from transformers import AutoTokenizer
 
     algo = registry.get(algorithm)
@@ -53,6 +58,9 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
                          f"({len(rows)} examples, {settings.num_train_epochs} epochs, global batch "
                          f"{settings.global_batch_size}); raise training.{algorithm}.num_train_epochs "
                          f"or set schedule_steps")
+    retention.check_policy(optimizer_state)
+    if previous is not None:
+        retention.check_resumable(previous, optimizer_state)
     work = output.parent / f".{output.name}.partial"
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch: one of world_size
     if main_process:
@@ -99,4 +107,6 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     shutil.rmtree(output, ignore_errors=True)
     os.replace(saved, output)
     shutil.rmtree(work, ignore_errors=True)
+    info["optimizer_state_freed_bytes"] = retention.after_segment(policy=optimizer_state, previous=previous,
+                                                                  output=output, final=final)
     return info

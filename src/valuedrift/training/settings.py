@@ -83,6 +83,7 @@ class DPOSettings(TrainerSettings):
     global_batch_size: int = 32
     beta: float = 0.1
     loss_type: str = "sigmoid"
+    padding_free: bool = False
 
 
 @dataclass

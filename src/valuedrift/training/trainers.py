@@ -59,7 +59,8 @@ def build_sft(settings, common, model_dir, tokenizer, rows, extras):
 def build_dpo(settings, common, model_dir, tokenizer, rows, extras):
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(beta=settings.beta, loss_type=[settings.loss_type], max_length=settings.max_length, **common)
+    args = DPOConfig(beta=settings.beta, loss_type=[settings.loss_type], max_length=settings.max_length,
+                     padding_free=settings.padding_free, **common)
     return DPOTrainer(model=model_dir, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer)
 
 

@@ -1,0 +1,178 @@
+"""Training throughput benchmark -> results/bench/train.json.
+
+Real tokens per second of each trl trainer on the demo model (SmolLM2-135M-Instruct) with
+the demo's settings (config/config.yaml: batch sizes, max length, bf16 autocast on CPU)
+and the demo's authored data, with padding-free batching / packing on vs off where trl
+1.12 offers it (SFT: padding_free, packing; DPO: padding_free). The other trainers have
+no padding-free mode in trl 1.12 and are measured as they run.
+
+"Tokens" are the tokens the trainer's dataset holds (prompt + completion; a preference
+pair counts its prompt twice, once with each answer), excluding padding, so padding work
+never counts as throughput. Each measurement is one epoch over the data (every token
+once) timed around ``trainer.train()`` only (model load and tokenisation excluded).
+Variants run interleaved and repeated (this machine's load is noisy); reported: the best
+run's tokens/s and tokens per CPU-second, and on/off ratios from the same run.
+
+Run: .venv/bin/python bench/train.py [--repeats 2] [--algorithms sft dpo simpo reward ppo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+REPO = Path(__file__).resolve().parents[1]
+
+# variant name -> settings overrides; "off" is the trainer as the demo runs it
+VARIANTS = {
+    "sft": {"off": {}, "padding_free": {"padding_free": True}, "packing": {"packing": True}},
+    "dpo": {"off": {}, "padding_free": {"padding_free": True}},
+    "simpo": {"off": {}},
+    "reward": {"off": {}},
+    "ppo": {"off": {}},
+}
+
+
+def dataset_tokens(dataset, algorithm: str, settings) -> int:
+    """Non-padding tokens one epoch over ``dataset`` (a trainer's tokenised dataset) feeds the model."""
+    if algorithm == "ppo":  # prompts + the rollout length trl generates (padded to response_length)
+        return sum(len(r["input_ids"]) + settings.response_length for r in dataset)
+    total = 0
+    for row in dataset:
+        ids = {k: v for k, v in row.items() if k.endswith("input_ids")}
+        total += sum(len(v) for v in ids.values())
+        if "prompt_input_ids" in ids:  # the prompt is run once with each answer
+            total += len(ids["prompt_input_ids"])
+    return total
+
+
+def measure(algorithm: str, settings, model_dir: Path, rows, tokenizer, reward_model, tmp: Path) -> dict:
+    from valuedrift.training import registry, trainers
+
+    horizon = 10 ** 6  # rewritten below to one epoch once the (packed) dataset size is known
+    common = trainers._common(settings, output_dir=str(tmp / "out"), horizon=horizon, world_size=1)
+    common["disable_tqdm"] = True
+    build = getattr(trainers, registry.get(algorithm).builder)
+    # step: never reached, so PPO's segment callback does not save (saving is not throughput)
+    extras = {"reward_model": str(reward_model) if reward_model else None, "previous": None, "step": 10 ** 9}
+    if algorithm == "ppo":
+        common["max_steps"] = math.ceil(len(rows) / settings.global_batch_size)
+    trainer = build(settings, common, str(model_dir), tokenizer, rows, extras)
+    dataset = trainer.train_dataset
+    if algorithm == "ppo":
+        steps = common["max_steps"]
+        tokens = dataset_tokens(dataset, algorithm, settings)
+    else:
+        steps = math.ceil(len(dataset) / settings.global_batch_size)
+        trainer.args.max_steps = steps
+        tokens = dataset_tokens(dataset, algorithm, settings)
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer.train()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"rows": len(dataset), "steps": steps, "tokens": tokens, "wall_s": wall, "cpu_s": cpu}
+
+
+def summary(runs: list[dict]) -> dict:
+    best = min(runs, key=lambda r: r["wall_s"])
+    return {"rows": best["rows"], "optimizer_steps": best["steps"], "tokens": best["tokens"],
+            "wall_s_all": [round(r["wall_s"], 2) for r in runs],
+            "tokens_per_s": round(best["tokens"] / best["wall_s"], 1),
+            "tokens_per_cpu_s": round(max(r["tokens"] / r["cpu_s"] for r in runs), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algorithms", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of every measurement")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", type=Path, default=REPO / "config/config.yaml")
+    parser.add_argument("--precision", action="store_true",
+                        help="also run every trainer in the other precision (bf16 autocast vs fp32)")
+    parser.add_argument("--model-dir", type=Path, help="an imported demo model (default: import it into a temp dir)")
+    parser.add_argument("--output", type=Path, default=REPO / "results/bench/train.json")
+    args = parser.parse_args()
+
+    import polars as pl
+    import torch
+    from transformers import AutoTokenizer
+
+    from valuedrift import config as vd_config
+    from valuedrift import pipeline
+    from valuedrift.training import registry
+
+    torch.set_num_threads(args.threads)
+    cfg = vd_config.load(args.config, workdir=REPO)
+    base = cfg["runs"][0]["base"]
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = args.model_dir
+        if model_dir is None:
+            model_dir = tmp / "model"
+            pipeline.import_model(cfg["models"][base], str(model_dir))
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        data = {}
+        for name, spec in cfg["datasets"].items():
+            pipeline.prepare_dataset(spec, str(tmp / f"{name}.parquet"), workdir=REPO)
+            data[spec["kind"]] = pl.read_parquet(tmp / f"{name}.parquet").to_dicts()
+        reward_model = None
+        if "ppo" in args.algorithms:  # PPO needs a reward model: one quick epoch of the demo's reward trainer
+            from valuedrift.training.segment import train_segment
+            rs = registry.settings_for("reward", cfg["training"])
+            reward_model = tmp / "reward"
+            train_segment(algorithm="reward", settings=rs, start_model=model_dir, previous=None, output=reward_model,
+                          step=rs.horizon(len(data["preference"])), rows=data["preference"])
+        runs: dict[tuple[str, str], list[dict]] = {}
+        for rep in range(args.repeats):  # interleaved: the machine's load hits every variant alike
+            for algorithm in args.algorithms:
+                algo = registry.get(algorithm)
+                base_settings = registry.settings_for(algorithm, cfg["training"])
+                variants = dict(VARIANTS[algorithm])
+                if args.precision:
+                    variants["other_precision"] = {"bf16": not base_settings.bf16}
+                for variant, overrides in variants.items():
+                    settings = base_settings.with_overrides(overrides)
+                    r = measure(algorithm, settings, model_dir, data[algo.dataset_kind], tokenizer, reward_model,
+                                tmp / f"{algorithm}-{variant}")
+                    print(f"[bench] {algorithm} {variant} (run {rep + 1}): {r['tokens']} tokens, {r['steps']} steps, "
+                          f"{r['wall_s']:.1f} s wall, {r['tokens'] / r['wall_s']:.0f} tok/s", file=sys.stderr, flush=True)
+                    runs.setdefault((algorithm, variant), []).append(r)
+        for algorithm in args.algorithms:
+            variants = [v for (a, v) in runs if a == algorithm]
+            entry = {variant: summary(runs[(algorithm, variant)]) for variant in variants}
+            if args.precision:
+                entry["other_precision"]["bf16"] = not registry.settings_for(algorithm, cfg["training"]).bf16
+            for variant in variants:
+                if variant != "off":
+                    entry[f"ratio_{variant}_vs_off"] = round(entry[variant]["tokens_per_s"] / entry["off"]["tokens_per_s"], 2)
+            if len(VARIANTS[algorithm]) == 1:
+                entry["note"] = "trl 1.12 has no padding-free/packing mode for this trainer"
+            results[algorithm] = entry
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads()},
+        "model": "SmolLM2-135M-Instruct (de-quantised Q4_1 GGUF), demo training settings",
+        "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
+        "repeats": args.repeats, "goal": "padding-free/packing on vs off >= 1.5x tokens/s",
+        "note": "tokens exclude padding; best of the interleaved runs", "algorithms": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,8 @@ once) timed around ``trainer.train()`` only (model load and tokenisation exclude
 Variants run interleaved and repeated (this machine's load is noisy); reported: the best
 run's tokens/s and tokens per CPU-second, and on/off ratios from the same run.
 
-Run: .venv/bin/python bench/train.py [--repeats 2] [--algorithms sft dpo simpo reward ppo]
+Run: .venv/bin/python bench/train.py [--repeats 2] [--examples 32] [--algorithms sft dpo simpo reward ppo]
+         [--precision: also the other precision, bf16 autocast vs fp32]
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--algorithms", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of every measurement")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--examples", type=int, default=32, help="first N rows of each demo dataset (0 = all)")
     parser.add_argument("--config", type=Path, default=REPO / "config/config.yaml")
     parser.add_argument("--precision", action="store_true",
                         help="also run every trainer in the other precision (bf16 autocast vs fp32)")
@@ -127,7 +129,8 @@ def main() -> None:
         data = {}
         for name, spec in cfg["datasets"].items():
             pipeline.prepare_dataset(spec, str(tmp / f"{name}.parquet"), workdir=REPO)
-            data[spec["kind"]] = pl.read_parquet(tmp / f"{name}.parquet").to_dicts()
+            rows = pl.read_parquet(tmp / f"{name}.parquet").to_dicts()
+            data[spec["kind"]] = rows[:args.examples] if args.examples else rows
         reward_model = None
         if "ppo" in args.algorithms:  # PPO needs a reward model: one quick epoch of the demo's reward trainer
             from valuedrift.training.segment import train_segment
@@ -166,7 +169,7 @@ def main() -> None:
                     "torch_threads": torch.get_num_threads()},
         "model": "SmolLM2-135M-Instruct (de-quantised Q4_1 GGUF), demo training settings",
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
-        "repeats": args.repeats, "goal": "padding-free/packing on vs off >= 1.5x tokens/s",
+        "examples_per_dataset": args.examples or "all", "repeats": args.repeats, "goal": "padding-free/packing on vs off >= 1.5x tokens/s",
         "note": "tokens exclude padding; best of the interleaved runs", "algorithms": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -529,7 +529,7 @@ def write_report(*, study: dict[str, Any], output: str, options: dict[str, Any] 
         f"<p>{len(runs)} runs ({sum(r.is_sft for r in runs)} SFT, {sum(not r.is_sft for r in runs)} preference "
         f"optimization) of {', '.join(map(_esc, study.get('models', {})))}; {n_topics} topics"
         + (f", {questions.height} questions" if questions is not None else "")
-        + f", {study.get('generation', {}).get('samples', '?')} sampled responses per question and checkpoint. "
+        + f", {study.get('generation', {}).get('samples', '?')} sampled response(s) per question and checkpoint. "
         "<b>Drift magnitude</b> M = v(end) − v(start) of a phase; <b>drift time</b> = fraction of the phase's "
         "steps until the stance first lies within the 95% CI of its extremum (the paper's Section 3; exact "
         "rules in <code>valuedrift.metrics</code>).</p>"

@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # variant name -> settings overrides; "off" is the trainer as the demo runs it
 VARIANTS = {
-    "sft": {"off": {}, "padding_free": {"padding_free": True}, "packing": {"packing": True}},
+    # trl enforces no max_length under padding_free without packing: the rows go whole
+    "sft": {"off": {}, "padding_free": {"padding_free": True, "max_length": None}, "packing": {"packing": True}},
     "dpo": {"off": {}, "padding_free": {"padding_free": True}},
     "simpo": {"off": {}},
     "reward": {"off": {}},

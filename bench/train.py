@@ -51,11 +51,13 @@ def dataset_tokens(dataset, algorithm: str, settings) -> int:
     if algorithm == "ppo":  # prompts + the rollout length trl generates (padded to response_length)
         return sum(len(r["input_ids"]) + settings.response_length for r in dataset)
     total = 0
-    for row in dataset:
-        ids = {k: v for k, v in row.items() if k.endswith("input_ids")}
+    for row in dataset:  # input_ids (SFT, reward), prompt_ids/chosen_ids/rejected_ids (DPO), ...
+        ids = {k: v for k, v in row.items() if k == "input_ids" or k.endswith("_ids")
+               and not any(w in k for w in ("mask", "position", "type"))}
         total += sum(len(v) for v in ids.values())
-        if "prompt_input_ids" in ids:  # the prompt is run once with each answer
-            total += len(ids["prompt_input_ids"])
+        prompt = next((v for k, v in ids.items() if k.startswith("prompt")), None)
+        if prompt is not None:  # the prompt is run once with each answer
+            total += len(prompt)
     return total
 
 
@@ -161,7 +163,8 @@ def main() -> None:
                 entry["other_precision"]["bf16"] = not registry.settings_for(algorithm, cfg["training"]).bf16
             for variant in variants:
                 if variant != "off":
-                    entry[f"ratio_{variant}_vs_off"] = round(entry[variant]["tokens_per_s"] / entry["off"]["tokens_per_s"], 2)
+                    off = entry["off"]["tokens_per_s"]
+                    entry[f"ratio_{variant}_vs_off"] = round(entry[variant]["tokens_per_s"] / off, 2) if off else None
             if len(VARIANTS[algorithm]) == 1:
                 entry["note"] = "trl 1.12 has no padding-free/packing mode for this trainer"
             results[algorithm] = entry

@@ -140,8 +140,9 @@ class LocalJudge:
     def _key(self, text: str) -> str:
         from .cache import cache_key
 
+        # "positions": scores cached before left-padded rows got their true position ids differ
         return cache_key({"api": "local-judge", "model": self._fingerprint, "dtype": self.dtype,
-                          "option_ids": self.option_ids, "text": text})
+                          "option_ids": self.option_ids, "positions": "unpadded", "text": text})
 
     def option_logprobs(self, prompts):
         import torch

@@ -13,7 +13,15 @@ once) timed around ``trainer.train()`` only (model load and tokenisation exclude
 Variants run interleaved and repeated (this machine's load is noisy); reported: the best
 run's tokens/s and tokens per CPU-second, and on/off ratios from the same run.
 
+What padding-free batching can save depends on how unequal the lengths in a batch are:
+``padded_token_fraction`` reports, per dataset, the share of a padded batch that is padding
+(batches of the trainer's batch size, in the data's order). The demo's authored rows are of
+similar length; ``--data paper-samples`` runs on real rows of the paper's datasets instead
+(Alpaca for SFT, UltraFeedback for the preference trainers, from ../shared/data, never
+committed), whose lengths spread as a real study's do.
+
 Run: .venv/bin/python bench/train.py [--repeats 2] [--examples 32] [--algorithms sft dpo simpo reward ppo]
+         [--data demo|paper-samples] [--max-length N]
          [--precision: also the other precision, bf16 autocast vs fp32]
 """
 
@@ -34,6 +42,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 REPO = Path(__file__).resolve().parents[1]
+# Real samples of the paper's datasets (../shared/data; see its README), by dataset kind
+PAPER_SAMPLES = {
+    "sft": {"kind": "sft", "source": "jsonl", "path": str(REPO.parent / "shared/data/alpaca/alpaca_sample.jsonl.gz")},
+    "preference": {"kind": "preference", "source": "jsonl",
+                   "path": str(REPO.parent / "shared/data/ultrafeedback/train_clean_1000.jsonl.gz")},
+}
 
 # variant name -> settings overrides; "off" is the trainer as the demo runs it
 VARIANTS = {
@@ -61,6 +75,16 @@ def dataset_tokens(dataset, algorithm: str, settings) -> int:
     return total
 
 
+def padded_token_fraction(dataset, batch_size: int) -> float | None:
+    """Share of padding in batches of ``batch_size`` rows padded to their longest row."""
+    lengths = [len(r["input_ids"]) for r in dataset] if "input_ids" in dataset.column_names else None
+    if not lengths:
+        return None
+    padded = sum(max(lengths[i:i + batch_size]) * len(lengths[i:i + batch_size])
+                 for i in range(0, len(lengths), batch_size))
+    return round(1 - sum(lengths) / padded, 3)
+
+
 def measure(algorithm: str, settings, model_dir: Path, rows, tokenizer, reward_model, tmp: Path) -> dict:
     from valuedrift.training import registry, trainers
 
@@ -81,15 +105,19 @@ def measure(algorithm: str, settings, model_dir: Path, rows, tokenizer, reward_m
         steps = math.ceil(len(dataset) / settings.global_batch_size)
         trainer.args.max_steps = steps
         tokens = dataset_tokens(dataset, algorithm, settings)
+    padding = padded_token_fraction(dataset, settings.per_device_batch_size)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"rows": len(dataset), "steps": steps, "tokens": tokens, "wall_s": wall, "cpu_s": cpu}
+    return {"rows": len(dataset), "steps": steps, "tokens": tokens, "wall_s": wall, "cpu_s": cpu,
+            "padded_token_fraction": padding}
 
 
 def summary(runs: list[dict]) -> dict:
     best = min(runs, key=lambda r: r["wall_s"])
     return {"rows": best["rows"], "optimizer_steps": best["steps"], "tokens": best["tokens"],
+            **({"padded_token_fraction": best["padded_token_fraction"]}
+               if best["padded_token_fraction"] is not None else {}),
             "wall_s_all": [round(r["wall_s"], 2) for r in runs],
             "tokens_per_s": round(best["tokens"] / best["wall_s"], 1),
             "tokens_per_cpu_s": round(max(r["tokens"] / r["cpu_s"] for r in runs), 1)}
@@ -100,7 +128,10 @@ def main() -> None:
     parser.add_argument("--algorithms", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of every measurement")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--examples", type=int, default=32, help="first N rows of each demo dataset (0 = all)")
+    parser.add_argument("--examples", type=int, default=32, help="first N rows of each dataset (0 = all)")
+    parser.add_argument("--data", choices=["demo", "paper-samples"], default="demo",
+                        help="the demo's authored data, or real Alpaca/UltraFeedback rows from ../shared/data")
+    parser.add_argument("--max-length", type=int, help="every trainer's max_length (default: the config's)")
     parser.add_argument("--config", type=Path, default=REPO / "config/config.yaml")
     parser.add_argument("--precision", action="store_true",
                         help="also run every trainer in the other precision (bf16 autocast vs fp32)")
@@ -130,14 +161,18 @@ def main() -> None:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         data = {}
-        for name, spec in cfg["datasets"].items():
-            pipeline.prepare_dataset(spec, str(tmp / f"{name}.parquet"), workdir=REPO)
-            rows = pl.read_parquet(tmp / f"{name}.parquet").to_dicts()
-            data[spec["kind"]] = rows[:args.examples] if args.examples else rows
+        specs = ({spec["kind"]: spec for spec in cfg["datasets"].values()} if args.data == "demo" else PAPER_SAMPLES)
+        for kind, spec in specs.items():
+            if args.data == "paper-samples" and not Path(spec["path"]).exists():
+                sys.exit(f"{spec['path']}: not found (--data paper-samples reads ../shared/data)")
+            pipeline.prepare_dataset(spec, str(tmp / f"{kind}.parquet"), workdir=REPO)
+            rows = pl.read_parquet(tmp / f"{kind}.parquet").to_dicts()
+            data[kind] = rows[:args.examples] if args.examples else rows
+        length = {"max_length": args.max_length} if args.max_length else {}
         reward_model = None
         if "ppo" in args.algorithms:  # PPO needs a reward model: one quick epoch of the demo's reward trainer
             from valuedrift.training.segment import train_segment
-            rs = registry.settings_for("reward", cfg["training"])
+            rs = registry.settings_for("reward", cfg["training"]).with_overrides(length)
             reward_model = tmp / "reward"
             train_segment(algorithm="reward", settings=rs, start_model=model_dir, previous=None, output=reward_model,
                           step=rs.horizon(len(data["preference"])), rows=data["preference"])
@@ -145,7 +180,7 @@ def main() -> None:
         for rep in range(args.repeats):  # interleaved: the machine's load hits every variant alike
             for algorithm in args.algorithms:
                 algo = registry.get(algorithm)
-                base_settings = registry.settings_for(algorithm, cfg["training"])
+                base_settings = registry.settings_for(algorithm, cfg["training"]).with_overrides(length)
                 variants = dict(VARIANTS[algorithm])
                 if args.precision:
                     variants["other_precision"] = {"bf16": not base_settings.bf16}
@@ -173,7 +208,9 @@ def main() -> None:
                     "torch_threads": torch.get_num_threads()},
         "model": "SmolLM2-135M-Instruct (de-quantised Q4_1 GGUF), demo training settings",
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
-        "examples_per_dataset": args.examples or "all", "repeats": args.repeats, "goal": "padding-free/packing on vs off >= 1.5x tokens/s",
+        "data": ("the demo's authored datasets" if args.data == "demo" else
+                 "real samples from ../shared/data: Alpaca (SFT), UltraFeedback (preference)"),
+        "max_length": args.max_length or "config", "examples_per_dataset": args.examples or "all", "repeats": args.repeats, "goal": "padding-free/packing on vs off >= 1.5x tokens/s",
         "note": "tokens exclude padding; best of the interleaved runs", "algorithms": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

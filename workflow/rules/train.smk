@@ -31,6 +31,8 @@ rule prepare_dataset:
         "../scripts/prepare_dataset.py"
 
 
+# Training is a study's critical path (each evaluation waits for its checkpoint), so
+# the scheduler starts training jobs first when both are ready (priority).
 rule sft_segment:
     input:
         unpack(segment_inputs),
@@ -41,6 +43,7 @@ rule sft_segment:
         settings=training_settings("sft"),
     log:
         "logs/train/{base}/sft-{sft}/checkpoint-{step}.log",
+    priority: 10
     threads: workflow.cores
     resources:
         **job_resources("train", lambda wc: wc.base),
@@ -62,6 +65,7 @@ rule po_segment:
         settings=lambda wc: training_settings(wc.algorithm),
     log:
         "logs/train/{base}/sft-{sft}/{algorithm}-{preference}/checkpoint-{step}.log",
+    priority: 10
     threads: workflow.cores
     resources:
         **job_resources("train", lambda wc: wc.base),
@@ -83,6 +87,7 @@ rule reward_model:
         settings=training_settings("reward"),
     log:
         "logs/train/reward/{base}/sft-{sft}/{preference}.log",
+    priority: 10
     threads: workflow.cores
     resources:
         **job_resources("train", lambda wc: wc.base),

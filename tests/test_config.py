@@ -37,6 +37,8 @@ def test_valid_config_fills_defaults(cfg):
     (lambda c: c["runs"][1].update(preference="demo-instruct"), "is a sft dataset, a preference dataset is needed"),
     (lambda c: c["runs"].pop(0), "PO run needs an SFT run"),
     (lambda c: c["questions"].pop("path"), "config key 'questions.path' is required"),
+    (lambda c: c["training"]["dpo"].update(lora={"r": 8, "alpha": 16}), "unknown config key 'alpha' in 'training.dpo.lora'"),
+    (lambda c: c["training"]["sft"].update(lora={"r": 0}), "config key 'training.sft.lora.r'"),
 ])
 def test_config_errors_name_the_key(cfg, mutate, message):
     mutate(cfg)

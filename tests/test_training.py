@@ -188,3 +188,90 @@ def test_resuming_without_optimizer_state_is_refused_before_training(tiny_model,
         train_segment(algorithm="sft", settings=s, start_model=tiny_model, previous=prev,
                       output=tmp_path / "checkpoint-4", step=4, rows=SFT_ROWS, optimizer_state="last")
     assert not (tmp_path / "checkpoint-4").exists()
+
+
+# --------------------------------------------------------------------------- LoRA (peft)
+
+LORA = {"r": 4, "lora_alpha": 8}
+
+
+def _lora_settings(algorithm):
+    common = dict(global_batch_size=4, per_device_batch_size=2, max_length=64, learning_rate=1e-2,
+                  schedule_steps=8, bf16=False, lora=LORA)
+    return {"sft": lambda: SFTSettings(**common), "dpo": lambda: DPOSettings(**common),
+            "simpo": lambda: SimPOSettings(**common),
+            "ppo": lambda: PPOSettings(**common, response_length=8, num_ppo_epochs=1)}[algorithm]()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["sft", "dpo", "simpo", "ppo"])
+def test_lora_two_segments_equal_one(algorithm, tiny_model, tmp_path, request):
+    """LoRA segments resume the adapter, its optimizer state and the schedule: 2 + 2 steps
+    equal 4 (adapter and merged weights within 1e-6), and each checkpoint is a full model
+    folder (adapter merged in) that transformers loads as a plain model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from valuedrift.training import lora
+
+    rows = SFT_ROWS if algorithm == "sft" else PREF_ROWS
+    rm = request.getfixturevalue("reward_model") if algorithm == "ppo" else None
+    kw = dict(algorithm=algorithm, settings=_lora_settings(algorithm), start_model=tiny_model, rows=rows,
+              reward_model=rm)
+    train_segment(previous=None, output=tmp_path / "a/checkpoint-2", step=2, **kw)
+    train_segment(previous=tmp_path / "a/checkpoint-2", output=tmp_path / "a/checkpoint-4", step=4, **kw)
+    train_segment(previous=None, output=tmp_path / "b/checkpoint-4", step=4, **kw)
+    split, whole = tmp_path / "a/checkpoint-4", tmp_path / "b/checkpoint-4"
+    adapter = {k: v for k, v in load_file(split / lora.ADAPTER_DIR / "adapter_model.safetensors").items()}
+    assert adapter and all("lora_" in k for k in adapter)
+    adapter_whole = load_file(whole / lora.ADAPTER_DIR / "adapter_model.safetensors")
+    assert max((adapter[k] - adapter_whole[k]).abs().max().item() for k in adapter) < 1e-6
+    assert _max_diff(split, whole) < 1e-6
+    assert _max_diff(split, tiny_model) > 1e-6  # the merged adapter changed the model
+    assert not (split / "adapter_config.json").exists()  # else transformers would re-apply it on load
+    model = AutoModelForCausalLM.from_pretrained(split)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    # only the adapter is trained (and PPO's value model, in full): Adam's two moments are
+    # kept for those alone, far less than for the whole model
+    n_params = sum(p.numel() for p in model.parameters())
+    n_value = 0
+    if algorithm == "ppo":
+        from transformers import AutoModelForSequenceClassification
+
+        value = AutoModelForSequenceClassification.from_pretrained(split / "value_model", num_labels=1)
+        n_value = sum(p.numel() for p in value.parameters())
+    state = torch.load(split / "optimizer.pt", weights_only=True)["state"]
+    n_state = sum(t.numel() for s in state.values() for t in s.values() if t.dim() > 0)
+    assert 0 < n_state - 2 * n_value < 0.2 * 2 * n_params, (n_state, n_params, n_value)
+    key = "loss/policy_avg" if algorithm == "ppo" else "loss"
+    assert _losses(split, key) == pytest.approx(_losses(whole, key), abs=1e-6)
+
+
+def test_lora_reward_model_is_a_full_sequence_classifier(tiny_model, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    s = RewardSettings(global_batch_size=8, per_device_batch_size=8, max_length=64, learning_rate=1e-2,
+                       bf16=False, lora=LORA)
+    out = tmp_path / "reward"
+    train_segment(algorithm="reward", settings=s, start_model=tiny_model, previous=None, output=out,
+                  step=s.horizon(len(PREF_ROWS)), rows=PREF_ROWS)
+    model = AutoModelForSequenceClassification.from_pretrained(out, num_labels=1)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert (out / "lora" / "adapter_model.safetensors").exists()
+
+
+def test_lora_settings_errors_name_the_key(tiny_model, tmp_path):
+    s = SFTSettings(global_batch_size=8, per_device_batch_size=8, max_length=64, schedule_steps=4,
+                    lora={"r": 4, "rnak": 8})
+    with pytest.raises(ValueError, match=r"training.sft.lora: .*rnak"):
+        train_segment(algorithm="sft", settings=s, start_model=tiny_model, previous=None,
+                      output=tmp_path / "checkpoint-2", step=2, rows=SFT_ROWS)
+    assert not (tmp_path / "checkpoint-2").exists()
+    # a run cannot switch to LoRA half-way: its previous checkpoint has no adapter
+    full = SFTSettings(global_batch_size=8, per_device_batch_size=8, max_length=64, schedule_steps=4, bf16=False)
+    train_segment(algorithm="sft", settings=full, start_model=tiny_model, previous=None,
+                  output=tmp_path / "checkpoint-2", step=2, rows=SFT_ROWS)
+    with pytest.raises(FileNotFoundError, match="no LoRA adapter in lora/"):
+        train_segment(algorithm="sft", settings=full.with_overrides({"lora": LORA}), start_model=tiny_model,
+                      previous=tmp_path / "checkpoint-2", output=tmp_path / "checkpoint-4", step=4, rows=SFT_ROWS)
+    assert not (tmp_path / "checkpoint-4").exists()

@@ -128,6 +128,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
             problems.append(f"config key 'runs[{i}]': PO run needs an SFT run with base {run['base']!r} and sft {run['sft']!r} in 'runs'")
 
     _check_resources(config, workdir, problems)
+    _check_lora(config, problems)
 
     judge = config["judge"]
     if judge["backend"] == "local" and not judge.get("model"):
@@ -170,6 +171,16 @@ def _check_resources(config, workdir, problems) -> None:
     if launch_config not in BUILTIN_LAUNCH_CONFIGS and not (Path(workdir) / launch_config).is_file():
         problems.append(f"config key 'resources.launcher.config': {launch_config!r} is neither a built-in "
                         f"accelerate config ({', '.join(BUILTIN_LAUNCH_CONFIGS)}) nor a file")
+
+
+def _check_lora(config, problems) -> None:
+    """LoRA needs peft, which is an extra (valuedrift[lora])."""
+    import importlib.util
+
+    for algorithm, settings in config["training"].items():
+        if isinstance(settings, dict) and settings.get("lora") and importlib.util.find_spec("peft") is None:
+            problems.append(f"config key 'training.{algorithm}.lora': LoRA needs peft, which is not "
+                            f"installed (pip install 'valuedrift[lora]')")
 
 
 def _check_dataset(config, key, name, kind, problems) -> None:

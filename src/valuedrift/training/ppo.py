@@ -7,7 +7,8 @@ trl's loop untouched and make it resumable from the outside:
   (seed, epoch), so a resumed run starts at batch ``k`` without replaying batches;
 * state: at ``on_train_begin`` the optimizer, scheduler, RNG states and step/episode
   counters are restored from the previous checkpoint (policy weights are loaded as the
-  model, the value model from ``value_model/`` beside them);
+  model -- with LoRA, the start model plus the previous adapter -- and the value model
+  from ``value_model/`` beside them);
 * stopping: after the checkpoint of the segment's last update is saved, a callback
   raises ``SegmentDone``, which ends trl's loop (it has no stop hook of its own).
 """
@@ -82,8 +83,21 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
         return {"input_ids": ids[-settings.max_length:]}
 
     dataset = Dataset.from_list(rows).map(encode, remove_columns=["prompt", "chosen", "rejected"])
-    policy = AutoModelForCausalLM.from_pretrained(previous or model_dir)
-    ref = AutoModelForCausalLM.from_pretrained(model_dir)
+    if settings.lora:  # adapters on the start model; the reference is that model, adapters disabled
+        from peft import get_peft_model
+
+        from . import lora
+
+        if previous:
+            policy = lora.load_trainable(model_dir, previous)
+        else:
+            torch.manual_seed(settings.seed)  # the adapters' initialisation
+            policy = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                                    lora.peft_config(settings.lora, task_type="CAUSAL_LM", where="training.ppo.lora"))
+        ref = None
+    else:
+        policy = AutoModelForCausalLM.from_pretrained(previous or model_dir)
+        ref = AutoModelForCausalLM.from_pretrained(model_dir)
     reward = AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
     value_src = Path(previous) / "value_model" if previous else reward_dir
     value = AutoModelForSequenceClassification.from_pretrained(value_src, num_labels=1)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import registry, retention, trainers
+from . import lora, registry, retention, trainers
 from .ppo import SegmentDone
 from .settings import TrainerSettings
 
@@ -47,7 +47,7 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     ``optimizer_state`` (all/last/none, see ``retention``) decides which optimizer state
     survives once the checkpoint is published; ``final``: ``step`` ends its run.
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, set_seed
 
     algo = registry.get(algorithm)
     output = Path(output)
@@ -70,6 +70,7 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     build = getattr(trainers, algo.builder)
+    set_seed(settings.seed)  # what a builder initialises (a reward head, LoRA adapters) is seeded
     extras = {"reward_model": str(reward_model) if reward_model else None,
               "previous": str(previous) if previous else None, "step": step}
     trainer = build(settings, common, str(start_model), tokenizer, rows, extras)
@@ -85,7 +86,10 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
             pass
     else:
         trainer.add_callback(_stop_at(step))
-        trainer.train(resume_from_checkpoint=str(previous) if previous else None)
+        resume = str(previous) if previous else None
+        if previous and settings.lora:
+            resume = lora.resume_view(previous, work / "resume-from")
+        trainer.train(resume_from_checkpoint=resume)
     start_step = 0
     if previous:
         start_step = json.loads((Path(previous) / "trainer_state.json").read_text())["global_step"]
@@ -103,6 +107,8 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
             "examples": len(rows), "world_size": world_size, "settings": settings.as_dict(),
             "start_model": str(start_model), "resumed_from": str(previous) if previous else None,
             "log": [h for h in history if h.get("step", 0) > start_step]}
+    if settings.lora:  # a full model folder for every reader, the adapter in lora/ for resuming
+        lora.publish(saved, start_model, sequence_classifier=algorithm == "reward", tokenizer=tokenizer)
     (saved / SEGMENT_INFO).write_text(json.dumps(info, indent=2))
     shutil.rmtree(output, ignore_errors=True)
     os.replace(saved, output)

@@ -27,6 +27,9 @@ class TrainerSettings:
     gradient_checkpointing: bool = False
     seed: int = 42
     logging_steps: int = 1
+    # LoRA adapters (peft.LoraConfig keys, e.g. {r: 16, lora_alpha: 32}) instead of full
+    # fine-tuning; None = full fine-tuning, as in the paper (see training/lora.py)
+    lora: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # passed verbatim to the trl config
 
     def accumulation_steps(self, world_size: int = 1) -> int:

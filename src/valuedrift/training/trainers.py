@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import lora
 from .ppo import build_ppo  # noqa: F401  (registry entry 'ppo')
 from .settings import TrainerSettings
 
@@ -37,6 +38,13 @@ def _common(settings: TrainerSettings, *, output_dir: str, horizon: int, world_s
     )
 
 
+def _peft(settings: TrainerSettings, algorithm: str, task_type: str = "CAUSAL_LM") -> dict[str, Any]:
+    """``peft_config=`` for a trl trainer when ``training.<algorithm>.lora`` is set."""
+    if not settings.lora:
+        return {}
+    return {"peft_config": lora.peft_config(settings.lora, task_type=task_type, where=f"training.{algorithm}.lora")}
+
+
 def _chat_pairs(rows) -> Any:
     """Normalised preference rows -> trl's conversational prompt/chosen/rejected."""
     from datasets import Dataset
@@ -53,7 +61,7 @@ def build_sft(settings, common, model_dir, tokenizer, rows, extras):
     args = SFTConfig(max_length=settings.max_length, packing=settings.packing,
                      padding_free=settings.padding_free, **common)
     return SFTTrainer(model=model_dir, args=args, train_dataset=Dataset.from_list(rows),
-                      processing_class=tokenizer)
+                      processing_class=tokenizer, **_peft(settings, "sft"))
 
 
 def build_dpo(settings, common, model_dir, tokenizer, rows, extras):
@@ -61,7 +69,8 @@ def build_dpo(settings, common, model_dir, tokenizer, rows, extras):
 
     args = DPOConfig(beta=settings.beta, loss_type=[settings.loss_type], max_length=settings.max_length,
                      padding_free=settings.padding_free, **common)
-    return DPOTrainer(model=model_dir, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer)
+    return DPOTrainer(model=model_dir, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer,
+                      **_peft(settings, "dpo"))
 
 
 def build_simpo(settings, common, model_dir, tokenizer, rows, extras):
@@ -72,7 +81,8 @@ def build_simpo(settings, common, model_dir, tokenizer, rows, extras):
     args = CPOConfig(loss_type="simpo", beta=settings.beta, simpo_gamma=settings.simpo_gamma,
                      cpo_alpha=settings.cpo_alpha, max_length=settings.max_length, **common)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return CPOTrainer(model=model, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer)
+    return CPOTrainer(model=model, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer,
+                      **_peft(settings, "simpo"))
 
 
 def build_reward(settings, common, model_dir, tokenizer, rows, extras):
@@ -82,4 +92,5 @@ def build_reward(settings, common, model_dir, tokenizer, rows, extras):
     args = RewardConfig(max_length=settings.max_length, **common)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
-    return RewardTrainer(model=model, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer)
+    return RewardTrainer(model=model, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer,
+                         **_peft(settings, "reward", task_type="SEQ_CLS"))

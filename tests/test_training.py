@@ -275,3 +275,32 @@ def test_lora_settings_errors_name_the_key(tiny_model, tmp_path):
         train_segment(algorithm="sft", settings=full.with_overrides({"lora": LORA}), start_model=tiny_model,
                       previous=tmp_path / "checkpoint-2", output=tmp_path / "checkpoint-4", step=4, rows=SFT_ROWS)
     assert not (tmp_path / "checkpoint-4").exists()
+
+
+def test_padding_free_sft_loss_equals_padded(tiny_model, tmp_path):
+    """Padding-free batches are one flattened row; without flash attention transformers
+    keeps the examples apart only through position_ids and only with use_cache=False,
+    which trl's SFT loss sets (trl warns regardless). The loss of a batch must equal the
+    padded batch's, else examples would attend to each other."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from valuedrift.training import trainers
+
+    rows = [{"messages": [{"role": "user", "content": "Say " + "more " * i},
+                          {"role": "assistant", "content": "Fine. " * (1 + 3 * i)}]} for i in range(4)]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    losses = {}
+    for name, extra in {"padded": {}, "padding_free": {"padding_free": True, "max_length": None}}.items():
+        s = SFTSettings(global_batch_size=4, per_device_batch_size=4, max_length=256, schedule_steps=1,
+                        bf16=False).with_overrides(extra)  # nothing truncated: the same tokens both ways
+        common = trainers._common(s, output_dir=str(tmp_path / name), horizon=1, world_size=1)
+        trainer = trainers.build_sft(s, common, str(tiny_model), tokenizer, rows, {})
+        batch = next(iter(trainer.get_train_dataloader()))
+        if name == "padded":
+            assert (batch["attention_mask"] == 0).any()  # the batch does hold padding
+        else:
+            assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch
+        with torch.no_grad():
+            losses[name] = trainer.compute_loss(trainer.model, batch).item()
+    assert losses["padding_free"] == pytest.approx(losses["padded"], abs=1e-5)

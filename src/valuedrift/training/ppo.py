@@ -90,8 +90,7 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
 
         if previous:
             policy = lora.load_trainable(model_dir, previous)
-        else:
-            torch.manual_seed(settings.seed)  # the adapters' initialisation
+        else:  # adapters initialised under the seed train_segment set
             policy = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
                                     lora.peft_config(settings.lora, task_type="CAUSAL_LM", where="training.ppo.lora"))
         ref = None

@@ -94,3 +94,12 @@ def test_a_given_configfile_replaces_the_demo_config(workdir, tiny_model):
     write_config(workdir, tiny_config(tiny_model), name="other.yaml")
     (workdir / "config" / "config.yaml").write_text("this: is not a valid study\n")
     assert planned_jobs(workdir, "--configfile", "config/other.yaml")["all"] == 1
+
+
+def test_workflow_is_lint_clean():
+    """`snakemake --lint` on the demo config (the snakemake-workflows bar) finds nothing."""
+    from conftest import REPO
+
+    proc = snakemake(REPO, "--lint", "--configfile", "config/config.yaml", check=False, timeout=300)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, \
+        (proc.stdout + proc.stderr)[-3000:]

@@ -89,7 +89,7 @@ from valuedrift import launch as vd_launch
 
 
 def job_resources(family, model):
-    """`resources:` of a rule of `family` (train or infer); `model`: base model name or fn(wildcards)."""
+    """The `resources:` a `family` (train or infer) asks for; `model`: base model name or fn(wildcards)."""
     return vd_launch.rule_resources(config["resources"], family, model)
 
 

@@ -25,7 +25,7 @@ wildcard_constraints:
     dataset=_alternatives(config["datasets"]),
     algorithm=_alternatives(registry.ALGORITHMS),
     step=r"\d+",
-    run=_alternatives(RUNS_BY_PATH) or "^$",
+    run=_alternatives([run.model_path for run in RUNS]) or "^$",
     model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)",
 
 

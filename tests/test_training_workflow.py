@@ -119,3 +119,28 @@ def test_kill_9_mid_segment_keeps_finished_checkpoints(workdir, tiny_model, tmp_
     a = load_file(workdir / target / "model.safetensors")
     b = load_file(other / target / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+
+
+def test_lora_runs_through_the_rules_and_its_checkpoints_are_plain_models(workdir, tiny_model):
+    """training.<algo>.lora through Snakemake: SFT and DPO train adapters in two segments each,
+    and generation and judging read the LoRA checkpoints like any model folder."""
+    import polars as pl
+
+    cfg = _config(tiny_model)
+    for algorithm in ("sft", "dpo"):
+        cfg["training"][algorithm]["lora"] = {"r": 4, "lora_alpha": 8}
+    cfg["runs"] = [cfg["runs"][0], cfg["runs"][2]]  # sft, dpo
+    write_config(workdir, cfg)
+    final = _final("dpo", 2)
+    stances = f"results/stances/{final.removeprefix('results/models/')}.parquet"
+    snakemake(workdir, stances)
+    for ckpt in ("results/models/tiny/sft-demo-instruct/checkpoint-2", final):
+        assert (workdir / ckpt / "lora" / "adapter_model.safetensors").exists()
+        assert not (workdir / ckpt / "adapter_config.json").exists()
+    weights = load_file(workdir / final / "model.safetensors")
+    assert not any("lora" in k for k in weights)
+    base = load_file(workdir / "results/models/tiny/base/model.safetensors")
+    assert max((weights[k] - base[k]).abs().max().item() for k in base) > 1e-6
+    table = pl.read_parquet(workdir / stances)
+    assert table.height > 0 and table["p_support"].is_not_null().all()
+    assert planned_jobs(workdir, stances) == {}

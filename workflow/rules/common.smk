@@ -19,7 +19,6 @@ except vd_config.ConfigError as err:
 validate(config, schema=str(vd_config.schema_path()))
 
 RUNS = vd_config.runs(config)
-RUNS_BY_PATH = {run.model_path: run for run in RUNS}
 
 
 def _alternatives(names):
@@ -28,10 +27,10 @@ def _alternatives(names):
 
 def run_for(wildcards):
     """The configured run a training/drift target belongs to (clear error if none)."""
-    key = vd_config.run_key(dict(wildcards.items()))
-    if key not in RUNS_BY_PATH:
-        raise WorkflowError(f"{key} is not a run of this config; runs: {', '.join(RUNS_BY_PATH)}")
-    return RUNS_BY_PATH[key]
+    try:
+        return vd_config.run_for(config, dict(wildcards.items()))
+    except vd_config.ConfigError as err:
+        raise WorkflowError(str(err))
 
 
 def segment_inputs(wildcards):

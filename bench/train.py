@@ -14,8 +14,8 @@ Variants run interleaved and repeated (this machine's load is noisy); reported: 
 run's tokens/s and tokens per CPU-second, and on/off ratios from the same run.
 
 What padding-free batching can save depends on how unequal the lengths in a batch are:
-``padded_token_fraction`` reports, per dataset, the share of a padded batch that is padding
-(batches of the trainer's batch size, in the data's order). The demo's authored rows are of
+``padded_token_fraction`` reports, for the padded ("off") variant, the share of its batches
+that is padding (batches of the trainer's batch size, in the data's order). The demo's authored rows are of
 similar length; ``--data paper-samples`` runs on real rows of the paper's datasets instead
 (Alpaca for SFT, UltraFeedback for the preference trainers, from ../shared/data, never
 committed), whose lengths spread as a real study's do.
@@ -105,7 +105,8 @@ def measure(algorithm: str, settings, model_dir: Path, rows, tokenizer, reward_m
         steps = math.ceil(len(dataset) / settings.global_batch_size)
         trainer.args.max_steps = steps
         tokens = dataset_tokens(dataset, algorithm, settings)
-    padding = padded_token_fraction(dataset, settings.per_device_batch_size)
+    flattened = getattr(settings, "padding_free", False) or getattr(settings, "packing", False)
+    padding = None if flattened else padded_token_fraction(dataset, settings.per_device_batch_size)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0

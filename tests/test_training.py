@@ -222,7 +222,7 @@ def test_lora_two_segments_equal_one(algorithm, tiny_model, tmp_path, request):
     train_segment(previous=tmp_path / "a/checkpoint-2", output=tmp_path / "a/checkpoint-4", step=4, **kw)
     train_segment(previous=None, output=tmp_path / "b/checkpoint-4", step=4, **kw)
     split, whole = tmp_path / "a/checkpoint-4", tmp_path / "b/checkpoint-4"
-    adapter = {k: v for k, v in load_file(split / lora.ADAPTER_DIR / "adapter_model.safetensors").items()}
+    adapter = load_file(split / lora.ADAPTER_DIR / "adapter_model.safetensors")
     assert adapter and all("lora_" in k for k in adapter)
     adapter_whole = load_file(whole / lora.ADAPTER_DIR / "adapter_model.safetensors")
     assert max((adapter[k] - adapter_whole[k]).abs().max().item() for k in adapter) < 1e-6

@@ -71,7 +71,8 @@ class TransformersGenerator:
         with torch.inference_mode(), tqdm(total=len(prompts), desc="generating", unit="prompt") as bar:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
-                enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(self.model.device)
                 rng = torch.Generator().manual_seed(sampling.seed * 1_000_003 + start)
                 for row, seq in enumerate(self._decode(enc, sampling, rng)):
                     results[batch[row // sampling.samples]].append((tok.decode(seq, skip_special_tokens=True), len(seq)))
@@ -92,13 +93,14 @@ class TransformersGenerator:
         mask = mask.repeat_interleave(k, 0)
         logits = out.logits[:, -1].repeat_interleave(k, 0)
         position = positions[:, -1].repeat_interleave(k, 0) + 1
-        rows = torch.arange(mask.shape[0])  # which output row each batch row is
-        eos = torch.tensor(self.eos_ids)
+        rows = torch.arange(mask.shape[0])  # which output row each batch row is (on the CPU)
+        eos = torch.tensor(self.eos_ids, device=mask.device)
         tokens: list[list[int]] = [[] for _ in range(mask.shape[0])]
         for _ in range(sampling.max_new_tokens):
             # one uniform per output row per step, finished or not: a row's draws never
             # depend on which other rows have finished
-            uniforms = torch.rand(len(tokens), generator=rng)[rows]
+            # (drawn on the CPU: the same numbers whatever device the model runs on)
+            uniforms = torch.rand(len(tokens), generator=rng)[rows].to(logits.device)
             nxt = sample_next(logits, sampling.temperature, sampling.top_p, uniforms)
             finished = torch.isin(nxt, eos)
             for r, t, f in zip(rows.tolist(), nxt.tolist(), finished.tolist()):
@@ -109,7 +111,7 @@ class TransformersGenerator:
             if finished.any():  # finished rows leave the batch (and the KV cache)
                 keep = (~finished).nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
-                rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
+                rows, nxt, mask, position = rows[keep.cpu()], nxt[keep], mask[keep], position[keep]
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position[:, None],
                         past_key_values=cache, use_cache=True)

@@ -187,7 +187,8 @@ class LocalJudge:
         common = common[:min(len(t) for t in token_ids) - 1] if common else []  # leave >= 1 own token
         if len(common) < self.min_shared_prefix:
             return None
-        out = self.model(input_ids=torch.tensor([common]), use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=torch.tensor([common], device=self.model.device), use_cache=True,
+                         logits_to_keep=1)
         return len(common), out.past_key_values
 
     def _last_logits(self, token_ids: list[list[int]], prefix):
@@ -202,8 +203,9 @@ class LocalJudge:
         own = [t[shared:] for t in token_ids]
         width = max(map(len, own))
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in own])
-        own_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in own])
+        device = self.model.device
+        input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in own], device=device)
+        own_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in own], device=device)
         positions = (shared + own_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([own_mask.new_ones(len(own), shared), own_mask], dim=1)
         if cache is not None:

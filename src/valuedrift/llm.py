@@ -428,7 +428,8 @@ class TransformersChatClient:
                                           unit="req", disable=not self.progress) as bar:
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start:start + self.batch_size]
-                enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(self.lm.device)
                 out = self.lm.generate(**enc, do_sample=False, max_new_tokens=max(requests[i].max_tokens for i in batch),
                                        output_scores=True, return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
                 first = torch.log_softmax(out.scores[0].float(), dim=-1)

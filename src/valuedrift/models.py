@@ -74,13 +74,22 @@ def import_base_model(spec: dict[str, Any], output: str | os.PathLike) -> None:
     os.replace(tmp, output)
 
 
+def inference_device() -> str:
+    """The job's GPU if it has one (the first visible CUDA device), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_causal_lm(model_dir: str | os.PathLike, dtype: str | None = "float32", *, padding_side: str = "left"):
-    """Model (eval mode) and tokenizer for inference, pad token guaranteed."""
+    """Model (eval mode, on :func:`inference_device`) and tokenizer for inference, pad token
+    guaranteed. Callers move their input tensors to ``model.device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side=padding_side)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype) or "auto")
+    model.to(inference_device())
     model.eval()
     return model, tok

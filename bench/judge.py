@@ -63,7 +63,8 @@ def generate_then_parse(judge, texts, *, batch_size: int, max_new_tokens: int, s
     parsed, total = 0, 0
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            enc = tok(texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                      add_special_tokens=False).to(model.device)
             torch.manual_seed(seed + start)
             out = model.generate(**enc, do_sample=samples > 1, temperature=1.0 if samples > 1 else None, top_k=0,
                                  max_new_tokens=max_new_tokens, num_return_sequences=samples,

@@ -60,12 +60,16 @@ def resume_view(previous: str | os.PathLike, view: str | os.PathLike) -> str:
     return str(view)
 
 
-def load_trainable(start_model: str | os.PathLike, previous: str | os.PathLike, model_class=None):
-    """The start model with ``previous``'s adapter attached, trainable (for PPO's own resume)."""
-    from peft import PeftModel
+def trainable_policy(start_model: str | os.PathLike, previous: str | os.PathLike | None, lora: dict[str, Any],
+                     *, where: str):
+    """A causal LM with trainable adapters for trainers that take a ready model (PPO): new
+    adapters on the start model, or ``previous``'s adapter to resume it."""
+    from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    base = (model_class or AutoModelForCausalLM).from_pretrained(start_model)
+    base = AutoModelForCausalLM.from_pretrained(start_model)
+    if previous is None:
+        return get_peft_model(base, peft_config(lora, task_type="CAUSAL_LM", where=where))
     return PeftModel.from_pretrained(base, str(Path(previous) / ADAPTER_DIR), is_trainable=True)
 
 

@@ -84,15 +84,9 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
 
     dataset = Dataset.from_list(rows).map(encode, remove_columns=["prompt", "chosen", "rejected"])
     if settings.lora:  # adapters on the start model; the reference is that model, adapters disabled
-        from peft import get_peft_model
-
         from . import lora
 
-        if previous:
-            policy = lora.load_trainable(model_dir, previous)
-        else:  # adapters initialised under the seed train_segment set
-            policy = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
-                                    lora.peft_config(settings.lora, task_type="CAUSAL_LM", where="training.ppo.lora"))
+        policy = lora.trainable_policy(model_dir, previous, settings.lora, where="training.ppo.lora")
         ref = None
     else:
         policy = AutoModelForCausalLM.from_pretrained(previous or model_dir)

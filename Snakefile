@@ -1,4 +1,4 @@
-# valuedrift: how an LLM's values drift during post-training (see README.md, DESIGN.md).
+# valuedrift: how an LLM's values drift during post-training (see README.md).
 #
 #   snakemake --profile profiles/local                      # the whole study of config/config.yaml
 #   snakemake --profile profiles/local results/drift/<base>/sft-<sft>/<algo>-<pref>/drift.csv

@@ -31,7 +31,7 @@ def demo_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from valuedrift.tiny import build_tiny_model
+    from tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", demo_texts())
 

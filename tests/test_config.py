@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO, snakemake, tiny_config, write_config
 from valuedrift import config as vd_config
-from valuedrift.paths import Run
+from valuedrift.study import Run, runs_of
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_config_errors_name_the_key(cfg, mutate, message):
 
 
 def test_runs_link_po_to_final_sft_checkpoint(cfg):
-    runs = vd_config.runs(vd_config.validate(cfg))
+    runs = runs_of(vd_config.validate(cfg))
     sft, dpo = runs
     assert sft == Run(base="tiny", sft="demo-instruct", every=2, max_steps=4)
     assert dpo.start_model == "tiny/sft-demo-instruct/checkpoint-4"

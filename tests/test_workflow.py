@@ -6,9 +6,12 @@ import json
 
 import pytest
 
+import re
+
 from conftest import no_network_prefix, planned_jobs, snakemake, tiny_config, write_config
 from valuedrift import config as vd_config
 from valuedrift import paths, tables
+from valuedrift.study import runs_of
 
 # rules that train or run a model; everything else is tables, figures and the report
 MODEL_RULES = {"import_base_model", "prepare_dataset", "questions", "sft_segment", "po_segment",
@@ -24,7 +27,7 @@ def test_whole_study_then_rerun_then_extend(workdir, tiny_model):
     snakemake(workdir)
     results = workdir / "results"
 
-    runs = vd_config.runs(vd_config.validate(tiny_config(tiny_model)))
+    runs = runs_of(vd_config.validate(tiny_config(tiny_model)))
     questions = tables.read(workdir / paths.questions_file(), "questions")
     assert len(questions) == 22 and questions["topic"].n_unique() == 11
     model_keys = {run.model_at(s) for run in runs for s in [0, *run.steps]}
@@ -103,3 +106,94 @@ def test_workflow_is_lint_clean():
     proc = snakemake(REPO, "--lint", "--configfile", "config/config.yaml", check=False, timeout=300)
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, \
         (proc.stdout + proc.stderr)[-3000:]
+
+
+def _reversed_keys(value):
+    """The same config with every mapping's keys in reverse order (YAML written as is)."""
+    if isinstance(value, dict):
+        return {k: _reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reversed_keys(v) for v in value]
+    return value
+
+
+# rules downstream of the stances of every evaluated model (3 here: base, SFT-2, DPO-2)
+AFTER_STANCES = {"trajectory": 2, "drift_table": 2, "trajectory_plot": 2, "study_drift_table": 1, "paper_tables": 1,
+                 "sft_comparison_plot": 1, "po_comparison_plot": 1, "drift_heatmap": 1, "report": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_only_settings_that_change_a_result_rerun_jobs(tiny_model, workdir):
+    """Params are canonical and hold only result-changing settings (issue: key order, batch
+    sizes or prices must never rerun a model job); plot options rerun only report jobs."""
+    import copy
+
+    runs = [{"base": "tiny", "sft": "demo-instruct", "every": 2, "max_steps": 2},
+            {"base": "tiny", "sft": "demo-instruct", "algorithm": "dpo", "preference": "demo-support",
+             "every": 2, "max_steps": 2}]
+    cfg = tiny_config(tiny_model, runs=runs)
+    cfg["questions"]["per_category"] = 1
+    write_config(workdir, cfg)
+    snakemake(workdir)
+    assert planned_jobs(workdir) == {}
+
+    # the same config with every key in another order, and with its defaults written out
+    write_config(workdir, _reversed_keys(cfg))
+    assert planned_jobs(workdir) == {}
+    filled = vd_config.validate(copy.deepcopy(cfg))
+    write_config(workdir, filled)
+    assert planned_jobs(workdir) == {}
+
+    # execution settings: how fast or where, never what
+    execution = {("generation", "batch_size"): 3, ("judge", "batch_size"): 5, ("judge", "concurrency"): 2,
+                 ("judge", "max_retries"): 1, ("judge", "timeout_s"): 5, ("judge", "max_unscorable_fraction"): 0.5,
+                 ("judge", "price_per_million_prompt_tokens"): 2.5, ("judge", "cache_dir"): "elsewhere/cache",
+                 ("training", "sft", "per_device_batch_size"): 4, ("training", "dpo", "gradient_checkpointing"): True,
+                 ("training", "dpo", "logging_steps"): 2, ("resources", "infer"): {"mem_mb": 1234}}
+    for keys, value in execution.items():
+        changed = copy.deepcopy(cfg)
+        block = changed
+        for k in keys[:-1]:
+            block = block.setdefault(k, {})
+        block[keys[-1]] = value
+        write_config(workdir, changed)
+        assert planned_jobs(workdir) == {}, keys
+
+    # result settings: exactly the jobs whose output they change
+    def plan(**blocks):
+        changed = copy.deepcopy(cfg)
+        for name, update in blocks.items():
+            changed[name] = {**changed.get(name, {}), **update}
+        write_config(workdir, changed)
+        return planned_jobs(workdir)
+
+    assert plan(generation={"temperature": 0.9}) == {"generate": 3, "judge": 3, **AFTER_STANCES}
+    assert plan(generation={"samples": 1}) == {"generate": 3, "judge": 3, **AFTER_STANCES}
+    assert plan(judge={"dtype": "bfloat16"}) == {"judge": 3, **AFTER_STANCES}
+    assert plan(judge={"model": str(tiny_model)}) == {"judge": 3, **AFTER_STANCES}  # another judge model
+    sft_change = plan(training={**cfg["training"], "sft": {**cfg["training"]["sft"], "learning_rate": 5e-4}})
+    assert sft_change["sft_segment"] == 1 and sft_change["po_segment"] == 1 and sft_change["generate"] == 2
+
+    # plot options: only the report's jobs
+    from test_report import CHROMIUM, REPORT_RULES, check_report
+
+    write_config(workdir, cfg)
+    assert planned_jobs(workdir) == {}
+    cfg["report"] = {"figures": {"panel_width": 150, "png_scale": 1.0}}
+    write_config(workdir, cfg)
+    planned = planned_jobs(workdir)
+    assert planned == {"trajectory_plot": 2, "sft_comparison_plot": 1, "po_comparison_plot": 1,
+                       "drift_heatmap": 1, "training_plot": 1, "report": 1, "all": 1}
+
+    cfg["report"] = {**cfg["report"], "tables": {"decimals": 3}, "title": "retitled"}
+    write_config(workdir, cfg)
+    planned = planned_jobs(workdir)
+    assert set(planned) <= REPORT_RULES and {"paper_tables", "report"} <= set(planned)
+    snakemake(workdir)
+    md = (workdir / paths.sft_table("tiny", "md")).read_text()
+    assert re.search(r"\| drift magnitude \| \S[^|]* \| -?\d\.\d{3} \|", md)
+    assert "retitled" in (workdir / paths.report_index()).read_text()
+    assert planned_jobs(workdir) == {}
+    if CHROMIUM:
+        result = check_report(workdir / paths.report_index(), None)
+        assert len(result["images"]) == len(runs) + 4

@@ -14,10 +14,6 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .paths import Run
-
-ALGORITHMS_NEEDING_REWARD_MODEL = {"ppo"}
-
 
 class ConfigError(ValueError):
     """A config problem, reported with the key it concerns."""
@@ -142,6 +138,8 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
 
 def _check_vprism(config, need_file, problems) -> None:
     """The V-PRISM builder's block: prompt files exist, every LLM stage has a model."""
+    from .vprism.ask import llm_settings
+
     vp = config["questions"]["vprism"]
     if config["questions"].get("per_category") is not None:
         problems.append("config key 'questions.per_category' is for source 'file'; "
@@ -152,7 +150,7 @@ def _check_vprism(config, need_file, problems) -> None:
             need_file("questions.vprism.prompts.path" + (f"[{i}]" if isinstance(paths, list) else ""), p)
     stages = ["rephrase", "name", "filter"] + (["select"] if vp["select"]["method"] == "llm" else [])
     for stage in stages:
-        llm = {**vp["llm"], **vp[stage]["llm"]}
+        llm = llm_settings(vp, stage)
         if not (llm.get("model") or llm.get("model_dir")):
             problems.append(f"config key 'questions.vprism.llm.model' (or questions.vprism.{stage}.llm.model) "
                             f"is required: the {stage} stage calls an LLM")
@@ -189,36 +187,6 @@ def _check_dataset(config, key, name, kind, problems) -> None:
         problems.append(f"config key '{key}': unknown dataset {name!r}; datasets: {', '.join(config['datasets'])}")
     elif ds["kind"] != kind:
         problems.append(f"config key '{key}': dataset {name!r} is a {ds['kind']} dataset, a {kind} dataset is needed")
-
-
-def runs(config: dict[str, Any]) -> list[Run]:
-    """The training phases of a validated config, PO runs linked to their SFT run's end."""
-    sft_end = {(r["base"], r["sft"]): r["max_steps"] for r in config["runs"] if "algorithm" not in r}
-    return [
-        Run(base=r["base"], sft=r["sft"], every=r["every"], max_steps=r["max_steps"],
-            algorithm=r.get("algorithm"), preference=r.get("preference"),
-            sft_max_steps=None if "algorithm" not in r else sft_end.get((r["base"], r["sft"])))
-        for r in config["runs"]
-    ]
-
-
-def run_key(wildcards: dict[str, str]) -> str:
-    """The model path of the run a rule's wildcards belong to. A reward model
-    (base, sft, preference; no algorithm) belongs to the SFT run it starts from."""
-    if "run" in wildcards:
-        return wildcards["run"]
-    key = f"{wildcards['base']}/sft-{wildcards['sft']}"
-    if "algorithm" in wildcards:
-        key += f"/{wildcards['algorithm']}-{wildcards['preference']}"
-    return key
-
-
-def run_for(config: dict[str, Any], wildcards: dict[str, str]) -> Run:
-    key = run_key(wildcards)
-    by_path = {run.model_path: run for run in runs(config)}
-    if key not in by_path:
-        raise ConfigError(f"{key} is not a run of this config; runs: {', '.join(by_path)}")
-    return by_path[key]
 
 
 def load(path: str | Path, workdir: str | Path = ".") -> dict[str, Any]:

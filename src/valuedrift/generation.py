@@ -14,6 +14,8 @@ from typing import Protocol
 
 import polars as pl
 
+from .backends import get_model, register_model
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -41,6 +43,7 @@ class Generator(Protocol):
         """For every prompt, ``sampling.samples`` (response, n_tokens) pairs."""
 
 
+@register_model("generation", "transformers")
 class TransformersGenerator:
     """CPU and fallback backend: batched, left-padded, length-sorted, seeded sampling.
 
@@ -145,13 +148,8 @@ def _as_list(value):
 
 
 def make_generator(backend: str, model_dir: str | os.PathLike, **kwargs) -> Generator:
-    if backend == "transformers":
-        return TransformersGenerator(model_dir, **kwargs)
-    if backend == "vllm":
-        from .vllm_backend import VLLMGenerator  # imported only here: vLLM is optional (GPU)
-
-        return VLLMGenerator(model_dir, **kwargs)
-    raise ValueError(f"unknown generation backend {backend!r}")
+    """The generator registered as ``backend`` (valuedrift.backends)."""
+    return get_model("generation", backend)(model_dir, **kwargs)
 
 
 def generate_table(generator: Generator, questions: pl.DataFrame, prompts: list[str],

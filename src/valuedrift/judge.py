@@ -25,6 +25,7 @@ from typing import Protocol, Sequence
 import polars as pl
 
 from . import prompts as judge_prompts
+from .backends import get_model, register_model
 from .topics import STANCES
 
 OptionLogprobs = tuple[float, float, float] | None
@@ -91,6 +92,7 @@ def stance_distribution(logprobs: OptionLogprobs) -> tuple[float, float, float, 
     return exps[0] / total, exps[1] / total, exps[2] / total, mass
 
 
+@register_model("judge", "local")
 class LocalJudge:
     """A causal LM judging in one batched forward pass per batch (left padding). The
     tokens all prompts share (chat template, the judge instruction: ~28% of a Figure-8
@@ -222,13 +224,8 @@ class LocalJudge:
 
 
 def make_judge(backend: str, **kwargs) -> Judge:
-    if backend == "local":
-        return LocalJudge(**kwargs)
-    if backend == "openai":
-        from .openai_judge import OpenAIJudge
-
-        return OpenAIJudge(**kwargs)
-    raise ValueError(f"unknown judge backend {backend!r}")
+    """The judge registered as ``backend`` (valuedrift.backends)."""
+    return get_model("judge", backend)(**kwargs)
 
 
 def judge_table(judge: Judge, generations: pl.DataFrame, questions: pl.DataFrame,

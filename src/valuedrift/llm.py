@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, Sequence
 
+from .backends import get_model, register_model
 from .cache import DiskCache, cache_key, open_cache
 
 log = logging.getLogger(__name__)
@@ -474,13 +475,23 @@ def make_client(cfg: dict[str, Any]) -> LLMClient:
     ``results/cache/llm``; null turns the cache off), ``progress``, ``desc``.
     """
     backend = cfg.get("backend") or ("openai" if cfg.get("base_url") else "transformers")
-    common = {k: cfg[k] for k in ("progress", "desc") if k in cfg}
-    if backend == "openai":
-        keys = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout_s", "backoff_base_s",
-                "backoff_max_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens")
-        return OpenAIChatClient(model=cfg["model"], cache=open_cache(cfg), **common,
-                                **{k: cfg[k] for k in keys if k in cfg})
-    if backend in ("transformers", "local"):
-        kwargs = {k: cfg[k] for k in ("dtype", "batch_size") if k in cfg}
-        return TransformersChatClient(cfg.get("model_dir") or cfg["model"], cache=open_cache(cfg), **common, **kwargs)
-    raise ValueError(f"unknown LLM backend {backend!r} (openai or transformers)")
+    return get_model("llm", backend)(cfg)
+
+
+def _common(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: cfg[k] for k in ("progress", "desc") if k in cfg}
+
+
+@register_model("llm", "openai")
+def openai_client(cfg: dict[str, Any]) -> OpenAIChatClient:
+    keys = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout_s", "backoff_base_s",
+            "backoff_max_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens")
+    return OpenAIChatClient(model=cfg["model"], cache=open_cache(cfg), **_common(cfg),
+                            **{k: cfg[k] for k in keys if k in cfg})
+
+
+@register_model("llm", "transformers", "local")
+def transformers_client(cfg: dict[str, Any]) -> TransformersChatClient:
+    kwargs = {k: cfg[k] for k in ("dtype", "batch_size") if k in cfg}
+    return TransformersChatClient(cfg.get("model_dir") or cfg["model"], cache=open_cache(cfg), **_common(cfg),
+                                  **kwargs)

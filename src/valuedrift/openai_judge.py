@@ -16,11 +16,13 @@ from collections import Counter
 from typing import Any, Sequence
 
 from . import prompts as judge_prompts
+from .backends import register_model
 from .cache import DEFAULT_CACHE_DIR, DiskCache
 from .judge import OptionLogprobs, options_from_top_logprobs
 from .llm import ChatRequest, OpenAIChatClient, user
 
 
+@register_model("judge", "openai")
 class OpenAIJudge:
     def __init__(self, *, model: str, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY",
                  top_logprobs: int = 20, concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,

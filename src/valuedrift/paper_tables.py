@@ -15,7 +15,6 @@ All tables come from one long table of every run's drift.csv (``study_drift``).
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,23 +22,11 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from . import paths, tables
-from .paths import Run
+from . import tables
+from .study import Run, algorithm_name
 from .topics import STANCES
 
 METRICS: dict[str, str] = {"magnitude": "drift magnitude", "drift_time": "drift time"}
-ALGORITHM_NAMES = {"ppo": "PPO", "dpo": "DPO", "simpo": "SimPO"}
-RUN_COLUMNS = ["run", "phase", "base", "sft", "algorithm", "preference"]
-
-
-def algorithm_name(algorithm: str) -> str:
-    return ALGORITHM_NAMES.get(algorithm, algorithm.upper())
-
-
-def run_label(run: Run) -> str:
-    """Short label of a run within its table or figure: the SFT dataset, or ALGO (preference)."""
-    return run.sft if run.is_sft else f"{algorithm_name(run.algorithm)} ({run.preference})"
-
 
 # --- the study's long drift table ------------------------------------------------------
 
@@ -48,16 +35,15 @@ def study_drift(drift_tables: dict[str, pl.DataFrame], runs: Iterable[Run]) -> p
     frames = []
     for run in runs:
         d = drift_tables[run.model_path]
-        ident = {"run": run.model_path, "phase": "sft" if run.is_sft else "po", "base": run.base,
-                 "sft": run.sft, "algorithm": run.algorithm, "preference": run.preference}
-        frames.append(d.select(*[pl.lit(v, dtype=pl.String).alias(k) for k, v in ident.items()], pl.all()))
+        frames.append(d.select(*[pl.lit(v, dtype=pl.String).alias(k) for k, v in run.identity.items()], pl.all()))
     if not frames:
         raise ValueError("no runs")
     return pl.concat(frames)
 
 
-def write_study_drift(runs: list[Run], output: str) -> None:
-    drift_tables = {r.model_path: tables.read(paths.drift_table(r.model_path), "drift") for r in runs}
+def write_study_drift(drift_files: list[str], runs: list[Run], output: str) -> None:
+    """The study's long drift table from each run's drift.csv (``drift_files``, in the order of ``runs``)."""
+    drift_tables = {r.model_path: tables.read(f, "drift") for r, f in zip(runs, drift_files, strict=True)}
     tables.write(study_drift(drift_tables, runs), output, "study_drift")
 
 
@@ -158,35 +144,6 @@ class PaperTable:
         lines += ["\\bottomrule", "\\end{tabular}}", "\\end{table}"]
         return "\n".join(lines) + "\n"
 
-    def to_html(self, decimals: int = 2) -> str:
-        """An HTML table with the paper's two-level header (used by the report page)."""
-        head = []
-        for spans in self.header_rows():
-            cells = "".join(f"<th colspan={span * len(STANCES)} class=group>{html.escape(label)}</th>"
-                            for label, span in spans)
-            head.append(f"<tr><th></th><th></th>{cells}</tr>")
-        stance_cells = "".join(f"<th class=stance-{s}>{s}</th>" for _ in self.groups for s in STANCES)
-        head.append(f"<tr><th>metric</th><th>topic</th>{stance_cells}</tr>")
-        body, previous = [], None
-        raw = list(self.data.iter_rows(named=True))
-        for row, cells in zip(raw, self.formatted(decimals)):
-            first = ""
-            if cells[0] != previous:
-                span = sum(1 for r in raw if r["metric"] == cells[0])
-                first = f"<th rowspan={span} class=metric>{html.escape(cells[0])}</th>"
-            previous = cells[0]
-            tds = []
-            for c, text in zip(self.value_columns, cells[2:]):
-                v = row[c]
-                style = ""
-                if v is not None and row["metric"] == METRICS["magnitude"]:
-                    colour = "27,120,55" if v > 0 else "178,24,43"
-                    style = f" style='background:rgba({colour},{min(abs(v), 1) * 0.6:.2f})'"
-                tds.append(f"<td class=num{style}>{html.escape(text) or '–'}</td>")
-            body.append(f"<tr>{first}<td>{html.escape(cells[1])}</td>{''.join(tds)}</tr>")
-        return (f"<table class=paper><caption>{html.escape(self.full_caption())}</caption>"
-                f"<thead>{''.join(head)}</thead><tbody>{''.join(body)}</tbody></table>")
-
 
 def column_name(keys: tuple[str, ...], stance: str) -> str:
     return "/".join([*keys, stance])
@@ -250,41 +207,22 @@ def po_table(study: pl.DataFrame, base: str, sft: str) -> PaperTable:
                            "by topic, split by preference data, algorithm and stance"))
 
 
-def table_specs(runs: Iterable[Run]) -> list[dict[str, Any]]:
-    """The tables a set of runs gives: one SFT table per base, one PO table per SFT model."""
-    specs: dict[tuple, dict[str, Any]] = {}
-    for run in runs:
-        if run.is_sft:
-            specs.setdefault(("sft", run.base), {"kind": "sft", "base": run.base, "sft": None})
-        else:
-            specs.setdefault(("po", run.base, run.sft), {"kind": "po", "base": run.base, "sft": run.sft})
-    return list(specs.values())
-
-
-def table_paths(spec: dict[str, Any], ext: str) -> str:
-    if spec["kind"] == "sft":
-        return paths.sft_table(spec["base"], ext)
-    return paths.po_table(spec["base"], spec["sft"], ext)
-
-
 def build(spec: dict[str, Any], study: pl.DataFrame) -> PaperTable:
     return sft_table(study, spec["base"]) if spec["kind"] == "sft" else po_table(study, spec["base"], spec["sft"])
 
 
-def write_tables(*, study: str, specs: list[dict[str, Any]], decimals: int = 2) -> list[str]:
-    """Write every table of ``specs`` as CSV, Markdown and LaTeX; return the files written."""
+def write_tables(*, study: str, outputs: list[dict[str, Any]], decimals: int = 2) -> None:
+    """Write each table as CSV, Markdown and LaTeX. ``outputs``: per table its ``spec``
+    (``valuedrift.study.Study.table_specs``) and ``files`` (format -> path)."""
     data = tables.read(study, "study_drift")
-    written = []
-    for spec in specs:
-        table = build(spec, data)
-        for ext, render in (("csv", None), ("md", table.to_markdown), ("tex", table.to_latex)):
-            out = Path(table_paths(spec, ext))
+    for item in outputs:
+        table = build(item["spec"], data)
+        for ext, path in item["files"].items():
+            out = Path(path)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-            if render is None:
+            if ext == "csv":
                 table.to_csv(tmp)
             else:
-                tmp.write_text(render(decimals), encoding="utf-8")
+                tmp.write_text(table.to_markdown(decimals) if ext == "md" else table.to_latex(decimals), encoding="utf-8")
             os.replace(tmp, out)
-            written.append(str(out))
-    return written

@@ -1,4 +1,4 @@
-"""The one place that builds artifact paths (layout fixed by DESIGN.md).
+"""The one place that builds artifact paths (the layout README.md's "Artifacts" lists).
 
 A *model key* names a model folder relative to ``results/models``:
 
@@ -13,84 +13,24 @@ SFT, the final SFT checkpoint for PO) is shared rather than recomputed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-RESULTS = PurePosixPath("results")
+DEFAULT_RESULTS = "results"
+RESULTS = PurePosixPath(DEFAULT_RESULTS)
+LOGS = PurePosixPath("logs")
+TABLE_FORMATS = ("csv", "md", "tex")
 
 
-@dataclass(frozen=True)
-class Run:
-    """One training phase: SFT of a base model, or PO of an SFT model.
+def use_results_dir(results_dir: str | None) -> None:
+    """Put every artifact of this process's study under ``results_dir`` (config ``results_dir``).
 
-    ``every`` is the checkpoint interval and ``max_steps`` the last step built; the
-    learning-rate schedule of the whole run is set separately (see training), so
-    raising ``max_steps`` adds checkpoints without making the existing ones stale.
+    The default keeps ``results/`` and ``logs/``; any other folder holds its own ``logs/``,
+    so two studies never share (or overwrite) an artifact.
     """
-
-    base: str
-    sft: str
-    every: int
-    max_steps: int
-    algorithm: str | None = None
-    preference: str | None = None
-    sft_max_steps: int | None = None  # final step of the SFT run a PO run starts from
-
-    @property
-    def is_sft(self) -> bool:
-        return self.algorithm is None
-
-    @property
-    def sft_path(self) -> str:
-        return f"{self.base}/sft-{self.sft}"
-
-    @property
-    def model_path(self) -> str:
-        """``{base}/sft-{sft}`` or ``{base}/sft-{sft}/{algorithm}-{preference}``."""
-        if self.is_sft:
-            return self.sft_path
-        return f"{self.sft_path}/{self.algorithm}-{self.preference}"
-
-    @property
-    def steps(self) -> list[int]:
-        """Checkpoint steps after the start: every, 2*every, ..., and max_steps itself."""
-        return checkpoint_steps(self.every, self.max_steps)
-
-    @property
-    def start_model(self) -> str:
-        """Model key of step 0: the base model for SFT, the final SFT checkpoint for PO."""
-        if self.is_sft:
-            return base_model_key(self.base)
-        if self.sft_max_steps is None:
-            raise ValueError(f"PO run {self.model_path} does not know its SFT run's final step")
-        return checkpoint_key(self.sft_path, self.sft_max_steps)
-
-    @property
-    def sft_final_model(self) -> str:
-        """Model key of the final checkpoint of the SFT run this run belongs to."""
-        if self.is_sft:
-            return checkpoint_key(self.sft_path, self.max_steps)
-        return self.start_model
-
-    def model_at(self, step: int) -> str:
-        """Model key of the checkpoint at ``step`` (0 = start model)."""
-        return self.start_model if step == 0 else checkpoint_key(self.model_path, step)
-
-    def previous_step(self, step: int) -> int:
-        """The checkpoint a segment ending at ``step`` resumes from (0 = start model)."""
-        steps = [0, *self.steps]
-        if step not in steps[1:]:
-            raise ValueError(f"{step} is not a checkpoint step of {self.model_path}: {steps[1:]}")
-        return steps[steps.index(step) - 1]
-
-
-def checkpoint_steps(every: int, max_steps: int) -> list[int]:
-    if every <= 0 or max_steps <= 0:
-        raise ValueError(f"every ({every}) and max_steps ({max_steps}) must be positive")
-    steps = list(range(every, max_steps + 1, every))
-    if not steps or steps[-1] != max_steps:
-        steps.append(max_steps)
-    return steps
+    global RESULTS, LOGS
+    results_dir = results_dir or DEFAULT_RESULTS
+    RESULTS = PurePosixPath(results_dir)
+    LOGS = PurePosixPath("logs") if results_dir == DEFAULT_RESULTS else RESULTS / "logs"
 
 
 def base_model_key(base: str) -> str:
@@ -106,7 +46,7 @@ def is_base_model(model_key: str) -> bool:
     return PurePosixPath(model_key).name == "base"
 
 
-def checkpoint_key(model_path: str, step: int) -> str:
+def checkpoint_key(model_path: str, step: int | str) -> str:
     return f"{model_path}/checkpoint-{step}"
 
 
@@ -160,19 +100,36 @@ def report_index() -> str:
 
 
 def log_file(rule: str, name: str) -> str:
-    return f"logs/{rule}/{name}.log"
+    return str(LOGS / rule / f"{name}.log")
+
+
+def segment_dir(model_path: str, step: int | str) -> str:
+    """A training segment's output: the checkpoint folder of ``model_path`` at ``step``."""
+    return model_dir(checkpoint_key(model_path, step))
+
+
+def segment_log(model_path: str, step: int | str) -> str:
+    return log_file("train", checkpoint_key(model_path, step))
+
+
+def reward_model_log(base: str, sft: str, preference: str) -> str:
+    return log_file("train", f"reward/{base}/sft-{sft}/{preference}")
 
 
 # --- analysis and report (cross-run tables and figures) -------------------------------
 
-def trainer_state_file(model_key: str) -> str:
+TRAINER_STATE = "trainer_state.json"  # the HF Trainer's, inside every checkpoint folder
+SEGMENT_INFO = "valuedrift_segment.json"  # what the segment that made a checkpoint did
+
+
+def trainer_state_in(checkpoint_dir: str) -> str:
     """The trainer's state inside a checkpoint folder (``log_history``: the whole run so far)."""
-    return f"{model_dir(model_key)}/trainer_state.json"
+    return f"{checkpoint_dir}/{TRAINER_STATE}"
 
 
-def segment_info_file(model_key: str) -> str:
+def segment_info_in(checkpoint_dir: str) -> str:
     """What one training segment did (``log``: its own log entries), inside a checkpoint folder."""
-    return f"{model_dir(model_key)}/valuedrift_segment.json"
+    return f"{checkpoint_dir}/{SEGMENT_INFO}"
 
 
 def training_log(model_path: str) -> str:
@@ -197,6 +154,11 @@ def sft_table(base: str, ext: str) -> str:
 def po_table(base: str, sft: str, ext: str) -> str:
     """The paper's PO table of an SFT model (Tables 1, 13-16): topics x (preference data, algorithm, stance)."""
     return f"{tables_dir()}/{base}/sft-{sft}/po-drift.{ext}"
+
+
+def paper_table(spec: dict, ext: str) -> str:
+    """The file of a table spec (``valuedrift.study.Study.table_specs``)."""
+    return sft_table(spec["base"], ext) if spec["kind"] == "sft" else po_table(spec["base"], spec["sft"], ext)
 
 
 def report_dir() -> str:
@@ -226,6 +188,6 @@ def training_plot(ext: str) -> str:
     return f"{figures_dir()}/training-curves.{ext}"
 
 
-def report_screenshot() -> str:
-    """Full-page screenshot of the report, taken by the report test in headless Chromium."""
-    return f"{report_dir()}/screenshot.png"
+def vprism_artifact(name: str) -> str:
+    """A V-PRISM builder artifact, e.g. ``vprism_artifact("clusters.parquet")``."""
+    return str(RESULTS / "vprism" / name)

@@ -1,10 +1,13 @@
-"""vLLM generation backend (GPU; the paper's). Imported only when selected."""
+"""vLLM generation backend (GPU; the paper's). vllm itself is imported only when an engine starts."""
 
 from __future__ import annotations
 
 import os
 
+from .backends import register_model
 
+
+@register_model("generation", "vllm")
 class VLLMGenerator:
     """One engine per job for all questions; ``n`` samples per prompt in one request."""
 

@@ -1,21 +1,13 @@
 # Cross-run analysis: the study's long drift table, the paper's tables, cross-run
 # figures and training curves. Plot/table options (config `report`) reach only these
 # rules and the report, as params: changing them reruns no model job.
-from valuedrift import paper_tables
-from valuedrift import report as vd_report
-
-TABLE_SPECS = paper_tables.table_specs(RUNS)
-SFT_GROUPS = vd_report.sft_groups(RUNS)  # base -> its SFT runs
-PO_GROUPS = vd_report.po_groups(RUNS)  # (base, sft) -> its PO runs
 
 
 rule training_log:
     input:
-        lambda wc: [paths.model_dir(run_for(wc).model_at(s)) for s in run_for(wc).steps],
+        lambda wc: [paths.model_dir(m) for m in run_for(wc).evaluated_models[1:]],
     output:
         paths.training_log("{run}"),
-    params:
-        model_keys=lambda wc: [run_for(wc).model_at(s) for s in run_for(wc).steps],
     log:
         paths.log_file("training_log", "{run}"),
     conda:
@@ -43,10 +35,11 @@ rule paper_tables:
     input:
         paths.study_drift_table(),
     output:
-        [paper_tables.table_paths(spec, ext) for spec in TABLE_SPECS for ext in ("csv", "md", "tex")],
+        STUDY.table_files(),
     params:
-        specs=TABLE_SPECS,
-        tables=config["report"]["tables"],
+        outputs=[{"spec": spec, "files": {ext: paths.paper_table(spec, ext) for ext in paths.TABLE_FORMATS}}
+                 for spec in STUDY.table_specs],
+        tables=canonical(config["report"]["tables"]),
     log:
         paths.log_file("paper_tables", "study"),
     conda:
@@ -57,15 +50,15 @@ rule paper_tables:
 
 rule sft_comparison_plot:
     input:
-        lambda wc: [paths.trajectory_file(r.model_path) for r in SFT_GROUPS[wc.base]],
+        lambda wc: [paths.trajectory_file(r.model_path) for r in STUDY.sft_groups[wc.base]],
     output:
         html=paths.sft_comparison_plot("{base}", "html"),
         png=paths.sft_comparison_plot("{base}", "png"),
     params:
-        labels=lambda wc: [r.sft for r in SFT_GROUPS[wc.base]],
+        labels=lambda wc: [r.sft for r in STUDY.sft_groups[wc.base]],
         title=lambda wc: f"SFT of {wc.base}: datasets side by side",
         column_title="SFT data",
-        figures=config["report"]["figures"],
+        figures=canonical(config["report"]["figures"]),
     log:
         paths.log_file("sft_comparison_plot", "{base}"),
     conda:
@@ -76,15 +69,15 @@ rule sft_comparison_plot:
 
 rule po_comparison_plot:
     input:
-        lambda wc: [paths.trajectory_file(r.model_path) for r in PO_GROUPS[(wc.base, wc.sft)]],
+        lambda wc: [paths.trajectory_file(r.model_path) for r in STUDY.po_groups[(wc.base, wc.sft)]],
     output:
         html=paths.po_comparison_plot("{base}", "{sft}", "html"),
         png=paths.po_comparison_plot("{base}", "{sft}", "png"),
     params:
-        labels=lambda wc: [paper_tables.run_label(r) for r in PO_GROUPS[(wc.base, wc.sft)]],
+        labels=lambda wc: [r.label for r in STUDY.po_groups[(wc.base, wc.sft)]],
         title=lambda wc: f"Preference optimization of {wc.base} SFT on {wc.sft}: algorithms side by side",
         column_title="algorithm (preference data)",
-        figures=config["report"]["figures"],
+        figures=canonical(config["report"]["figures"]),
     log:
         paths.log_file("po_comparison_plot", "{base}/sft-{sft}"),
     conda:
@@ -100,8 +93,8 @@ rule drift_heatmap:
         html=paths.drift_heatmap("html"),
         png=paths.drift_heatmap("png"),
     params:
-        labels={r.model_path: vd_report.study_label(r) for r in RUNS},
-        figures=config["report"]["figures"],
+        labels=STUDY.labels,
+        figures=canonical(config["report"]["figures"]),
     log:
         paths.log_file("drift_heatmap", "study"),
     conda:
@@ -117,8 +110,8 @@ rule training_plot:
         html=paths.training_plot("html"),
         png=paths.training_plot("png"),
     params:
-        labels=[vd_report.study_label(r) for r in RUNS],
-        figures=config["report"]["figures"],
+        labels=[r.study_label for r in RUNS],
+        figures=canonical(config["report"]["figures"]),
     log:
         paths.log_file("training_plot", "study"),
     conda:

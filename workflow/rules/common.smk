@@ -1,11 +1,14 @@
-# Config validation, wildcard constraints and the input functions shared by all rules.
+# Config validation, the study model and the input functions shared by all rules.
 import re
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from valuedrift import config as vd_config
+from valuedrift import launch as vd_launch
 from valuedrift import paths
+from valuedrift.study import Study, canonical, result_settings
 from valuedrift.training import registry
 
 # Our own check first: it names the offending key and checks files and cross-references
@@ -18,7 +21,9 @@ except vd_config.ConfigError as err:
 # workflow also runs from a copied folder.
 validate(config, schema=str(vd_config.schema_path()))
 
-RUNS = vd_config.runs(config)
+paths.use_results_dir(config["results_dir"])
+STUDY = Study(config)
+RUNS = STUDY.runs
 
 
 def _alternatives(names):
@@ -28,7 +33,7 @@ def _alternatives(names):
 def run_for(wildcards):
     """The configured run a training/drift target belongs to (clear error if none)."""
     try:
-        return vd_config.run_for(config, dict(wildcards.items()))
+        return STUDY.run_for(dict(wildcards.items()))
     except vd_config.ConfigError as err:
         raise WorkflowError(str(err))
 
@@ -50,7 +55,13 @@ def segment_inputs(wildcards):
 
 
 def training_settings(algorithm):
-    return dict(config["training"].get(algorithm, {}))
+    """A trainer's result-changing settings (rerun trigger); per-device batch size and the like are not."""
+    return result_settings(config["training"].get(algorithm, {}), "training")
+
+
+def stage_settings(stage):
+    """A stage's result-changing config keys, canonical: the only params its rule compares."""
+    return result_settings(config[stage], stage)
 
 
 def prompt_format(model_key):
@@ -71,20 +82,9 @@ def trajectory_stances(wildcards):
     return {f"step_{s}": paths.stances_file(run.model_at(s)) for s in [0, *run.steps]}
 
 
-def all_drift_outputs():
-    out = []
-    for run in RUNS:
-        out += [paths.drift_table(run.model_path), paths.trajectory_plot(run.model_path, "png"),
-                paths.trajectory_plot(run.model_path, "html")]
-    return out
-
-
 # Cluster execution (profiles/slurm, docs/cluster.md). What a job asks SLURM for comes
 # from config `resources` per rule family and base model (valuedrift.launch.request);
 # resources are not rerun triggers, so tuning them never rebuilds a result.
-from pathlib import Path
-
-from valuedrift import launch as vd_launch
 
 
 def job_resources(family, model):
@@ -124,21 +124,20 @@ VPRISM_LLM_STAGES = ("rephrase", "name", "filter", "select")
 
 
 def vprism_llm_is_api(stage):
-    """Whether a V-PRISM stage calls an API (valuedrift.llm.make_client's choice of backend),
-    or no LLM at all (select by embedding centroids): either way a local rule."""
-    vp = config["questions"].get("vprism") or {}
-    if stage == "select" and (vp.get("select") or {}).get("method") != "llm":
-        return True
-    cfg = {**(vp.get("llm") or {}), **((vp.get(stage) or {}).get("llm") or {})}
-    return (cfg.get("backend") or ("openai" if cfg.get("base_url") else "transformers")) == "openai"
+    """Whether a V-PRISM stage calls an API, or no LLM at all (select by embedding
+    centroids): either way a local rule."""
+    from valuedrift.vprism import workflow as vprism_workflow
+
+    return not vprism_workflow.uses_local_model(config, stage)
 
 
 def vprism_llm_resources(stage):
     """`resources:` of a V-PRISM LLM stage: a GPU (infer) job for a local model; an API stage is local."""
+    from valuedrift.vprism import workflow as vprism_workflow
+
     if vprism_llm_is_api(stage):
         return {}
-    vp = config["questions"].get("vprism") or {}
-    model = {**(vp.get("llm") or {}), **((vp.get(stage) or {}).get("llm") or {})}.get("model")
+    model = vprism_workflow.llm_settings(config, stage, resolve_models=False).get("model")
     return job_resources("infer", model if model in config["models"] else None)
 
 

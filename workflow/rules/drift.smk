@@ -1,5 +1,4 @@
 # Trajectories v(T) with bootstrap CIs, drift tables and per-run figures.
-from valuedrift import report as vd_report
 
 
 rule trajectory:
@@ -9,7 +8,7 @@ rule trajectory:
     output:
         paths.trajectory_file("{run}"),
     params:
-        drift=config["drift"],
+        drift=canonical(config["drift"]),
     log:
         paths.log_file("trajectory", "{run}"),
     conda:
@@ -38,8 +37,8 @@ rule trajectory_plot:
         html=paths.trajectory_plot("{run}", "html"),
         png=paths.trajectory_plot("{run}", "png"),
     params:
-        figures=config["report"]["figures"],  # plot options only: model rules never see them
-        title=lambda wc: f"v(T) over training: {vd_report.study_label(run_for(wc))}",
+        figures=canonical(config["report"]["figures"]),  # plot options only: model rules never see them
+        title=lambda wc: f"v(T) over training: {run_for(wc).study_label}",
     log:
         paths.log_file("trajectory_plot", "{run}"),
     conda:

@@ -8,7 +8,7 @@ rule generate:
     output:
         paths.generations_file("{model}"),
     params:
-        generation=config["generation"],
+        generation=stage_settings("generation"),
         prompt_format=lambda wc: prompt_format(wc.model),
     log:
         paths.log_file("generate", "{model}"),

@@ -14,7 +14,7 @@ rule judge:
         stances=paths.stances_file("{model}"),
         accounting=paths.judge_accounting_file("{model}"),
     params:
-        judge=config["judge"],
+        judge=stage_settings("judge"),
     log:
         paths.log_file("judge", "{model}"),
     threads: workflow.cores

@@ -1,21 +1,18 @@
-# One static HTML page for every run of the study (results/report/index.html).
+# One static HTML page for every run of the study (<results_dir>/report/index.html).
+from valuedrift.vprism import workflow as vprism_workflow
 
+# The study as the report shows it; a changed block rewrites only the report.
 STUDY_BLOCKS = ("models", "datasets", "questions", "training", "runs", "generation", "judge", "drift")
 
 
 rule report:
     input:
-        all_drift_outputs(),
-        vd_report.analysis_outputs(RUNS),
-        [paths.trajectory_file(r.model_path) for r in RUNS],
-        list(dict.fromkeys(paths.judge_accounting_file(r.model_at(s)) for r in RUNS for s in [0, *r.steps])),
-        paths.questions_file(),
-        vprism.report_inputs(config),
+        **STUDY.report_inputs({"vprism": vprism_workflow.report_inputs(config)}),
     output:
         paths.report_index(),
     params:
-        study={k: config[k] for k in STUDY_BLOCKS if k in config},
-        options=config["report"],
+        study=canonical({k: config[k] for k in STUDY_BLOCKS if k in config}),
+        options=canonical(config["report"]),
     log:
         paths.log_file("report", "report"),
     conda:

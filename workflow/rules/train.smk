@@ -5,7 +5,7 @@ rule import_base_model:
     output:
         directory(paths.model_dir("{base}/base")),
     params:
-        spec=lambda wc: config["models"][wc.base],
+        spec=lambda wc: canonical(config["models"][wc.base]),
     log:
         paths.log_file("import_base_model", "{base}"),
     resources:
@@ -22,7 +22,7 @@ rule prepare_dataset:
     output:
         paths.dataset_file("{dataset}"),
     params:
-        spec=lambda wc: config["datasets"][wc.dataset],
+        spec=lambda wc: canonical(config["datasets"][wc.dataset]),
     log:
         paths.log_file("prepare_dataset", "{dataset}"),
     conda:
@@ -37,12 +37,12 @@ rule sft_segment:
     input:
         unpack(segment_inputs),
     output:
-        directory("results/models/{base}/sft-{sft}/checkpoint-{step}"),
+        directory(paths.segment_dir("{base}/sft-{sft}", "{step}")),
     params:
         algorithm="sft",
         settings=training_settings("sft"),
     log:
-        "logs/train/{base}/sft-{sft}/checkpoint-{step}.log",
+        paths.segment_log("{base}/sft-{sft}", "{step}"),
     priority: 10
     threads: workflow.cores
     resources:
@@ -59,12 +59,12 @@ rule po_segment:
     input:
         unpack(segment_inputs),
     output:
-        directory("results/models/{base}/sft-{sft}/{algorithm}-{preference}/checkpoint-{step}"),
+        directory(paths.segment_dir("{base}/sft-{sft}/{algorithm}-{preference}", "{step}")),
     params:
         algorithm=lambda wc: wc.algorithm,
         settings=lambda wc: training_settings(wc.algorithm),
     log:
-        "logs/train/{base}/sft-{sft}/{algorithm}-{preference}/checkpoint-{step}.log",
+        paths.segment_log("{base}/sft-{sft}/{algorithm}-{preference}", "{step}"),
     priority: 10
     threads: workflow.cores
     resources:
@@ -86,7 +86,7 @@ rule reward_model:
     params:
         settings=training_settings("reward"),
     log:
-        "logs/train/reward/{base}/sft-{sft}/{preference}.log",
+        paths.reward_model_log("{base}", "{sft}", "{preference}"),
     priority: 10
     threads: workflow.cores
     resources:

@@ -18,7 +18,7 @@ if QUESTIONS["source"] == "file":
         output:
             paths.questions_file(),
         params:
-            spec=QUESTIONS,
+            spec=canonical(QUESTIONS),
         log:
             paths.log_file("questions", "questions"),
         conda:
@@ -38,6 +38,8 @@ else:
             vp=vprism.params(config, "prompts"),
         log:
             paths.log_file("vprism", "load"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_load.py"
 
@@ -55,6 +57,8 @@ else:
         threads: workflow.cores
         resources:
             **vprism_llm_resources("rephrase"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_rephrase.py"
 
@@ -69,6 +73,8 @@ else:
         log:
             paths.log_file("vprism", "embed"),
         threads: workflow.cores
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_embed.py"
 
@@ -83,6 +89,8 @@ else:
         log:
             paths.log_file("vprism", "reduce"),
         threads: workflow.cores
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_reduce.py"
 
@@ -98,6 +106,8 @@ else:
             vp=vprism.params(config, "hdbscan"),
         log:
             paths.log_file("vprism", "cluster"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_cluster.py"
 
@@ -115,6 +125,8 @@ else:
         threads: workflow.cores
         resources:
             **vprism_llm_resources("name"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_name.py"
 
@@ -135,6 +147,8 @@ else:
         threads: workflow.cores
         resources:
             **vprism_llm_resources("select"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_select.py"
 
@@ -152,6 +166,8 @@ else:
         threads: workflow.cores
         resources:
             **vprism_llm_resources("filter"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_filter.py"
 
@@ -165,6 +181,8 @@ else:
             vp=vprism.params(config, "sample", "categories"),
         log:
             paths.log_file("vprism", "sample"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_sample.py"
 
@@ -182,5 +200,7 @@ else:
             png=vprism_file("cluster_scatter.png"),
         log:
             paths.log_file("vprism", "report"),
+        conda:
+            conda_env("vprism")
         script:
             "../scripts/vprism_report.py"

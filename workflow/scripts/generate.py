@@ -1,8 +1,9 @@
 from valuedrift import pipeline
+from valuedrift.study import job_settings
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
-gen = snakemake.params.generation
+gen = job_settings(snakemake.params.generation, snakemake.config["generation"], "generation")
 pipeline.generate(
     model_dir=snakemake.input.model,
     questions=snakemake.input.questions,

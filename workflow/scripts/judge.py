@@ -1,8 +1,9 @@
 from valuedrift import pipeline
+from valuedrift.study import job_settings
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
-cfg = snakemake.params.judge
+cfg = job_settings(snakemake.params.judge, snakemake.config["judge"], "judge")
 pipeline.judge(
     generations=snakemake.input.generations,
     questions=snakemake.input.questions,

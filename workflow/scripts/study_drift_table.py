@@ -1,5 +1,7 @@
-from valuedrift import config, paper_tables, pipeline
+from valuedrift import paper_tables, pipeline
+from valuedrift.study import Study
 
 pipeline.configure_logging(snakemake.log[0])
-runs = {r.model_path: r for r in config.runs(snakemake.config)}
-paper_tables.write_study_drift([runs[p] for p in snakemake.params.runs], snakemake.output[0])
+study = Study(snakemake.config)
+paper_tables.write_study_drift(list(snakemake.input), [study.run(p) for p in snakemake.params.runs],
+                               snakemake.output[0])

@@ -1,14 +1,16 @@
-from valuedrift import config as vd_config
 from valuedrift import launch
+from valuedrift.study import Study, job_settings
 
 step = int(snakemake.wildcards.step)
-# Read from the config, not params: neither is a rerun trigger (raising max_steps must not
-# rebuild the old final checkpoint, nor must changing what is kept on disk).
-final = step == vd_config.run_for(snakemake.config, dict(snakemake.wildcards.items())).max_steps
+algorithm = snakemake.params.algorithm
+# Read from the config, not params: none is a rerun trigger (raising max_steps must not
+# rebuild the old final checkpoint, nor must changing what is kept on disk or the per-device
+# batch size).
+final = step == Study(snakemake.config).run_for(dict(snakemake.wildcards.items())).max_steps
 # one process per GPU allocated (accelerate launch) when there are several
 launch.run_for_job(snakemake, "train", dict(
-    algorithm=snakemake.params.algorithm,
-    settings=snakemake.params.settings,
+    algorithm=algorithm,
+    settings=job_settings(snakemake.params.settings, snakemake.config["training"].get(algorithm), "training"),
     start_model=snakemake.input.start,
     previous=snakemake.input.get("previous"),
     data=snakemake.input.data,

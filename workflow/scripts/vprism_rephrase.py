@@ -1,6 +1,7 @@
 from valuedrift import pipeline
 from valuedrift.vprism import stages
+from valuedrift.vprism import workflow as vprism_workflow
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
-stages.rephrase(snakemake.params.vp, snakemake.input.prompts, snakemake.output.rephrased, snakemake.output.stats)
+stages.rephrase(vprism_workflow.job_settings(snakemake.params.vp, snakemake.config, "rephrase"), snakemake.input.prompts, snakemake.output.rephrased, snakemake.output.stats)

@@ -1,7 +1,8 @@
 from valuedrift import pipeline
 from valuedrift.vprism import stages
+from valuedrift.vprism import workflow as vprism_workflow
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
-stages.select(snakemake.params.vp, snakemake.input.clusters, snakemake.input.names, snakemake.output.mapping,
+stages.select(vprism_workflow.job_settings(snakemake.params.vp, snakemake.config, "select"), snakemake.input.clusters, snakemake.input.names, snakemake.output.mapping,
               snakemake.output.selected, snakemake.output.stats, embeddings=snakemake.input.embeddings)

@@ -48,5 +48,3 @@ def settings_for(name: str, config_training: dict | None) -> TrainerSettings:
     algo = get(name)
     return algo.settings().with_overrides(dict((config_training or {}).get(name, {})))
 
-
-Builder = Callable[..., object]

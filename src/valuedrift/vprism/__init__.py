@@ -36,11 +36,9 @@ warn``, a warning that says so).
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
-ROOT = PurePosixPath("results") / "vprism"
+from .. import paths
 
 
 def artifact(name: str) -> str:
     """Path of a builder artifact, e.g. ``artifact("clusters.parquet")``."""
-    return str(ROOT / name)
+    return paths.vprism_artifact(name)

@@ -17,15 +17,13 @@ log = logging.getLogger("valuedrift")
 
 
 def llm_settings(vp: dict[str, Any], stage: str) -> dict[str, Any]:
-    return {**vp.get("llm", {}), **vp.get(stage, {}).get("llm", {})}
+    """The one merge of the shared ``questions.vprism.llm`` with a stage's own ``llm`` block."""
+    return {**(vp.get("llm") or {}), **((vp.get(stage) or {}).get("llm") or {})}
 
 
 def client_for(vp: dict[str, Any], stage: str) -> LLMClient:
-    from .. import llm
+    from ..llm import make_client
 
-    make_client = getattr(llm, "make_client", None)
-    if make_client is None:
-        raise RuntimeError("valuedrift.llm.make_client is not available in this installation")
     return make_client(llm_settings(vp, stage))
 
 

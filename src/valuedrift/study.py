@@ -1,0 +1,285 @@
+"""The study a validated config describes: its runs, how they group into tables and
+figures, the artifacts each stage yields, and which settings of a stage change a result.
+
+Rules and package code share this one model: the report's inputs, the tables' specs and
+the figures' groups are computed here once, so what a rule declares and what the code
+reads cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Iterable
+
+from . import paths
+
+ALGORITHM_NAMES = {"ppo": "PPO", "dpo": "DPO", "simpo": "SimPO"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training phase: SFT of a base model, or PO of an SFT model.
+
+    ``every`` is the checkpoint interval and ``max_steps`` the last step built; the
+    learning-rate schedule of the whole run is set separately (see training), so
+    raising ``max_steps`` adds checkpoints without making the existing ones stale.
+    """
+
+    base: str
+    sft: str
+    every: int
+    max_steps: int
+    algorithm: str | None = None
+    preference: str | None = None
+    sft_max_steps: int | None = None  # final step of the SFT run a PO run starts from
+
+    @property
+    def is_sft(self) -> bool:
+        return self.algorithm is None
+
+    @property
+    def sft_path(self) -> str:
+        return f"{self.base}/sft-{self.sft}"
+
+    @property
+    def model_path(self) -> str:
+        """``{base}/sft-{sft}`` or ``{base}/sft-{sft}/{algorithm}-{preference}``."""
+        if self.is_sft:
+            return self.sft_path
+        return f"{self.sft_path}/{self.algorithm}-{self.preference}"
+
+    @property
+    def steps(self) -> list[int]:
+        """Checkpoint steps after the start: every, 2*every, ..., and max_steps itself."""
+        return checkpoint_steps(self.every, self.max_steps)
+
+    @property
+    def start_model(self) -> str:
+        """Model key of step 0: the base model for SFT, the final SFT checkpoint for PO."""
+        if self.is_sft:
+            return paths.base_model_key(self.base)
+        if self.sft_max_steps is None:
+            raise ValueError(f"PO run {self.model_path} does not know its SFT run's final step")
+        return paths.checkpoint_key(self.sft_path, self.sft_max_steps)
+
+    @property
+    def sft_final_model(self) -> str:
+        """Model key of the final checkpoint of the SFT run this run belongs to."""
+        if self.is_sft:
+            return paths.checkpoint_key(self.sft_path, self.max_steps)
+        return self.start_model
+
+    def model_at(self, step: int) -> str:
+        """Model key of the checkpoint at ``step`` (0 = start model)."""
+        return self.start_model if step == 0 else paths.checkpoint_key(self.model_path, step)
+
+    @property
+    def evaluated_models(self) -> list[str]:
+        """Model keys of every point of the trajectory, step 0 first."""
+        return [self.model_at(s) for s in [0, *self.steps]]
+
+    def previous_step(self, step: int) -> int:
+        """The checkpoint a segment ending at ``step`` resumes from (0 = start model)."""
+        steps = [0, *self.steps]
+        if step not in steps[1:]:
+            raise ValueError(f"{step} is not a checkpoint step of {self.model_path}: {steps[1:]}")
+        return steps[steps.index(step) - 1]
+
+    @property
+    def label(self) -> str:
+        """Short label within a table or figure: the SFT dataset, or ALGO (preference)."""
+        return self.sft if self.is_sft else f"{algorithm_name(self.algorithm)} ({self.preference})"
+
+    @property
+    def study_label(self) -> str:
+        """The run's name across the study: ``base · SFT data`` or ``base · SFT data → ALGO (preference)``."""
+        head = f"{self.base} · {self.sft}"
+        return head if self.is_sft else f"{head} → {self.label}"
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """The columns that name a run in the study's long tables."""
+        return {"run": self.model_path, "phase": "sft" if self.is_sft else "po", "base": self.base,
+                "sft": self.sft, "algorithm": self.algorithm, "preference": self.preference}
+
+
+def algorithm_name(algorithm: str) -> str:
+    return ALGORITHM_NAMES.get(algorithm, algorithm.upper())
+
+
+def checkpoint_steps(every: int, max_steps: int) -> list[int]:
+    if every <= 0 or max_steps <= 0:
+        raise ValueError(f"every ({every}) and max_steps ({max_steps}) must be positive")
+    steps = list(range(every, max_steps + 1, every))
+    if not steps or steps[-1] != max_steps:
+        steps.append(max_steps)
+    return steps
+
+
+def runs_of(config: dict[str, Any]) -> list[Run]:
+    """The training phases of a validated config, PO runs linked to their SFT run's end."""
+    sft_end = {(r["base"], r["sft"]): r["max_steps"] for r in config["runs"] if "algorithm" not in r}
+    return [
+        Run(base=r["base"], sft=r["sft"], every=r["every"], max_steps=r["max_steps"],
+            algorithm=r.get("algorithm"), preference=r.get("preference"),
+            sft_max_steps=None if "algorithm" not in r else sft_end.get((r["base"], r["sft"])))
+        for r in config["runs"]
+    ]
+
+
+def run_key(wildcards: dict[str, str]) -> str:
+    """The model path of the run a rule's wildcards belong to. A reward model
+    (base, sft, preference; no algorithm) belongs to the SFT run it starts from."""
+    if "run" in wildcards:
+        return wildcards["run"]
+    key = f"{wildcards['base']}/sft-{wildcards['sft']}"
+    if "algorithm" in wildcards:
+        key += f"/{wildcards['algorithm']}-{wildcards['preference']}"
+    return key
+
+
+# --- settings that change a result ---------------------------------------------------------
+# A rule's params are its rerun trigger (Snakemake compares their repr), so they hold only
+# what changes the rule's output, in a canonical form. The keys below change how fast or
+# where a job runs, never what it writes; scripts read them from the config directly.
+EXECUTION_KEYS: dict[str, frozenset[str]] = {
+    "generation": frozenset({"batch_size"}),
+    "judge": frozenset({"batch_size", "concurrency", "max_retries", "timeout_s", "cache_dir", "api_key_env",
+                        "base_url", "max_unscorable_fraction", "price_per_million_prompt_tokens",
+                        "price_per_million_completion_tokens"}),
+    # an LLM client (V-PRISM stages and later LLM stages): the model and sampling are results
+    "llm": frozenset({"batch_size", "concurrency", "max_retries", "timeout_s", "cache_dir", "api_key_env",
+                      "base_url", "backoff_base_s", "backoff_max_s", "progress", "desc",
+                      "price_per_million_prompt_tokens", "price_per_million_completion_tokens"}),
+    # global_batch_size fixes the optimisation; per-device batch and accumulation only split it
+    "training": frozenset({"per_device_batch_size", "gradient_checkpointing", "logging_steps"}),
+}
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively: its repr ignores key order."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+def result_settings(block: dict[str, Any] | None, stage: str) -> dict[str, Any]:
+    """The part of a config block that changes a stage's results, canonical."""
+    drop = EXECUTION_KEYS.get(stage, frozenset())
+    return canonical({k: v for k, v in (block or {}).items() if k not in drop})
+
+
+def execution_settings(block: dict[str, Any] | None, stage: str) -> dict[str, Any]:
+    """The part of a config block that only changes how a stage runs (never a rerun trigger)."""
+    keep = EXECUTION_KEYS.get(stage, frozenset())
+    return {k: v for k, v in (block or {}).items() if k in keep}
+
+
+def job_settings(params_block: dict[str, Any], config_block: dict[str, Any] | None, stage: str) -> dict[str, Any]:
+    """What a job runs with: its rule's params (the result settings) plus the execution
+    settings of the same config block, which a job reads from the config itself."""
+    return {**params_block, **execution_settings(config_block, stage)}
+
+
+# --- the study ---------------------------------------------------------------------------
+
+class Study:
+    """Runs of a validated config, their groupings for tables and figures, and target lists."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.runs: list[Run] = runs_of(config)
+        self._by_path = {run.model_path: run for run in self.runs}
+
+    def run(self, model_path: str) -> Run:
+        try:
+            return self._by_path[model_path]
+        except KeyError:
+            from .config import ConfigError
+
+            raise ConfigError(f"{model_path} is not a run of this config; runs: {', '.join(self._by_path)}") from None
+
+    def run_for(self, wildcards: dict[str, str]) -> Run:
+        return self.run(run_key(wildcards))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {r.model_path: r.study_label for r in self.runs}
+
+    @cached_property
+    def sft_groups(self) -> dict[str, list[Run]]:
+        """SFT runs per base model (compared side by side: one column per SFT dataset)."""
+        groups: dict[str, list[Run]] = {}
+        for run in self.runs:
+            if run.is_sft:
+                groups.setdefault(run.base, []).append(run)
+        return groups
+
+    @cached_property
+    def po_groups(self) -> dict[tuple[str, str], list[Run]]:
+        """PO runs per SFT model (base, sft): one column per algorithm and preference data."""
+        groups: dict[tuple[str, str], list[Run]] = {}
+        for run in self.runs:
+            if not run.is_sft:
+                groups.setdefault((run.base, run.sft), []).append(run)
+        return groups
+
+    @cached_property
+    def table_specs(self) -> list[dict[str, Any]]:
+        """The paper-shaped tables the runs give: one SFT table per base, one PO table per SFT model."""
+        specs = [{"kind": "sft", "base": base, "sft": None} for base in self.sft_groups]
+        return specs + [{"kind": "po", "base": base, "sft": sft} for base, sft in self.po_groups]
+
+    @cached_property
+    def evaluated_models(self) -> list[str]:
+        """Every model generated from and judged, each once (step 0 of PO runs is shared)."""
+        return list(dict.fromkeys(m for run in self.runs for m in run.evaluated_models))
+
+    # target lists ------------------------------------------------------------------------
+
+    def drift_outputs(self) -> list[str]:
+        out = []
+        for run in self.runs:
+            mp = run.model_path
+            out += [paths.drift_table(mp), paths.trajectory_plot(mp, "png"), paths.trajectory_plot(mp, "html")]
+        return out
+
+    def study_figures(self, ext: str) -> list[str]:
+        """The cross-run figures: heatmap, comparisons, training curves."""
+        out = [paths.drift_heatmap(ext)]
+        out += [paths.sft_comparison_plot(base, ext) for base in self.sft_groups]
+        out += [paths.po_comparison_plot(base, sft, ext) for base, sft in self.po_groups]
+        return out + [paths.training_plot(ext)]
+
+    def table_files(self) -> list[str]:
+        return [paths.paper_table(spec, ext) for spec in self.table_specs for ext in paths.TABLE_FORMATS]
+
+    def report_inputs(self, extra: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """Every file the report reads, by role: the report rule's named input, and the
+        only files ``report.write_report`` opens."""
+        runs = self.runs
+        inputs: dict[str, Any] = {
+            "questions": paths.questions_file(),
+            "study_drift": paths.study_drift_table(),
+            "drift_tables": [paths.drift_table(r.model_path) for r in runs],
+            "trajectories": [paths.trajectory_file(r.model_path) for r in runs],
+            "training_logs": [paths.training_log(r.model_path) for r in runs],
+            "run_figures": [f for r in runs for f in (paths.trajectory_plot(r.model_path, "png"),
+                                                      paths.trajectory_plot(r.model_path, "html"))],
+            "study_figures": self.study_figures("png") + self.study_figures("html"),
+            "tables": self.table_files(),
+            "accounting": [paths.judge_accounting_file(m) for m in self.evaluated_models],
+        }
+        inputs.update(extra or {})
+        return inputs
+
+
+def groups_of(runs: Iterable[Run]) -> tuple[dict, dict]:
+    """(sft_groups, po_groups) of any list of runs (tests, benchmarks)."""
+    study = Study.__new__(Study)
+    study.runs = list(runs)
+    study._by_path = {r.model_path: r for r in study.runs}
+    return study.sft_groups, study.po_groups

@@ -137,23 +137,9 @@ def training_log(model_path: str) -> str:
     return f"{drift_dir(model_path)}/training_log.csv"
 
 
-def tables_dir() -> str:
-    return str(RESULTS / "tables")
-
-
 def study_drift_table() -> str:
     """drift.csv of every run in one long table, with the run's base, sft, algorithm, preference."""
-    return f"{tables_dir()}/drift-all-runs.csv"
-
-
-def sft_table(base: str, ext: str) -> str:
-    """The paper's SFT table of a base model (Tables 9-12): topics x (SFT dataset, stance)."""
-    return f"{tables_dir()}/{base}/sft-drift.{ext}"
-
-
-def po_table(base: str, sft: str, ext: str) -> str:
-    """The paper's PO table of an SFT model (Tables 1, 13-16): topics x (preference data, algorithm, stance)."""
-    return f"{tables_dir()}/{base}/sft-{sft}/po-drift.{ext}"
+    return str(RESULTS / "tables" / "drift-all-runs.csv")
 
 
 def paper_table(spec: dict, ext: str) -> str:
@@ -161,31 +147,37 @@ def paper_table(spec: dict, ext: str) -> str:
     return sft_table(spec["base"], ext) if spec["kind"] == "sft" else po_table(spec["base"], spec["sft"], ext)
 
 
-def report_dir() -> str:
-    return str(RESULTS / "report")
+def sft_table(base: str, ext: str) -> str:
+    """The paper's SFT table of a base model (Tables 9-12): topics x (SFT dataset, stance)."""
+    return str(RESULTS / "tables" / base / f"sft-drift.{ext}")
 
 
-def figures_dir() -> str:
-    return f"{report_dir()}/figures"
+def po_table(base: str, sft: str, ext: str) -> str:
+    """The paper's PO table of an SFT model (Tables 1, 13-16): topics x (preference data, algorithm, stance)."""
+    return str(RESULTS / "tables" / base / f"sft-{sft}" / f"po-drift.{ext}")
+
+
+# cross-run figures, shown by the report
+FIGURES = "report/figures"
 
 
 def sft_comparison_plot(base: str, ext: str) -> str:
     """SFT runs of a base model side by side (one column per SFT dataset, one row per topic)."""
-    return f"{figures_dir()}/{base}/sft-datasets.{ext}"
+    return str(RESULTS / FIGURES / base / f"sft-datasets.{ext}")
 
 
 def po_comparison_plot(base: str, sft: str, ext: str) -> str:
     """PO runs of an SFT model side by side (one column per algorithm and preference data)."""
-    return f"{figures_dir()}/{base}/sft-{sft}/po-algorithms.{ext}"
+    return str(RESULTS / FIGURES / base / f"sft-{sft}" / f"po-algorithms.{ext}")
 
 
 def drift_heatmap(ext: str) -> str:
     """Drift magnitude (and drift time) over topics x runs."""
-    return f"{figures_dir()}/drift-heatmap.{ext}"
+    return str(RESULTS / FIGURES / f"drift-heatmap.{ext}")
 
 
 def training_plot(ext: str) -> str:
-    return f"{figures_dir()}/training-curves.{ext}"
+    return str(RESULTS / FIGURES / f"training-curves.{ext}")
 
 
 def vprism_artifact(name: str) -> str:

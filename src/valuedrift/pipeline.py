@@ -93,15 +93,17 @@ def train_reward(*, settings: dict[str, Any], start_model: str, data: str, outpu
     log.info("reward model: %d steps on %d pairs in %.1f s", horizon, len(rows), time.perf_counter() - t0)
 
 
-def generate(*, model_dir: str, questions: str, output: str, backend: str, prompt_format: str,
-             base_prompt_template: str, sampling: dict[str, Any], batch_size: int, dtype: str) -> None:
+def generate(*, model_dir: str, questions: str, output: str, settings: dict[str, Any], prompt_format: str) -> None:
+    """Sample answers to every question; ``settings``: the ``generation`` config block."""
     from .generation import SamplingSettings, format_prompt, generate_table, make_generator
 
     qs = tables.read(questions, "questions")
-    gen = make_generator(backend, model_dir, dtype=dtype, batch_size=batch_size)
-    prompts = [format_prompt(gen.tokenizer, q, prompt_format, base_prompt_template) for q in qs["question"]]
+    gen = make_generator(settings["backend"], model_dir, dtype=settings["dtype"], batch_size=settings["batch_size"])
+    prompts = [format_prompt(gen.tokenizer, q, prompt_format, settings["base_prompt_template"])
+               for q in qs["question"]]
+    sampling = SamplingSettings(**{k: settings[k] for k in ("samples", "temperature", "top_p", "max_new_tokens", "seed")})
     t0 = time.perf_counter()
-    table = generate_table(gen, qs, prompts, SamplingSettings(**sampling))
+    table = generate_table(gen, qs, prompts, sampling)
     elapsed = time.perf_counter() - t0
     tables.write(table, output, "generations")
     log.info("%d responses, %d tokens in %.1f s (%.1f tok/s) -> %s", len(table), table["n_tokens"].sum(),
@@ -140,6 +142,12 @@ def drift(*, trajectory: str, output: str) -> None:
     from . import metrics
 
     tables.write(metrics.drift(tables.read(trajectory, "trajectory")), output, "drift")
+
+
+def start_job(log_path: str | os.PathLike | None, threads: int | None = None) -> None:
+    """What every rule script does first: log to the rule's log file, use the job's threads."""
+    configure_logging(log_path)
+    set_threads(threads)
 
 
 def configure_logging(log_path: str | os.PathLike | None) -> None:

@@ -2,6 +2,5 @@ from valuedrift import pipeline
 from valuedrift.vprism import stages
 from valuedrift.vprism import workflow as vprism_workflow
 
-pipeline.configure_logging(snakemake.log[0])
-pipeline.set_threads(snakemake.threads)
+pipeline.start_job(snakemake.log[0], snakemake.threads)
 stages.value_filter(vprism_workflow.job_settings(snakemake.params.vp, snakemake.config, "filter"), snakemake.input.selected, snakemake.output.filtered, snakemake.output.stats)

@@ -59,13 +59,19 @@ def load(vp: dict[str, Any], output: str, stats: str, *, workdir: str | Path = "
     _write_stats(stats, {**counts, "output": len(df)})
 
 
+def _llm_table_stage(run, stage: str, vp: dict[str, Any], source: str, output: str, stats: str,
+                     client: LLMClient | None) -> None:
+    """A stage that maps one table to another with its LLM: rephrase, filter."""
+    vp = settings(vp)
+    df, counts = run(pl.read_parquet(source), client or client_for(vp, stage), vp[stage])
+    _write(df, output)
+    _write_stats(stats, counts)
+
+
 def rephrase(vp: dict[str, Any], prompts: str, output: str, stats: str, *, client: LLMClient | None = None) -> None:
     from .rephrase import rephrase as run
 
-    vp = settings(vp)
-    df, counts = run(pl.read_parquet(prompts), client or client_for(vp, "rephrase"), vp["rephrase"])
-    _write(df, output)
-    _write_stats(stats, counts)
+    _llm_table_stage(run, "rephrase", vp, prompts, output, stats, client)
 
 
 def embed(vp: dict[str, Any], rephrased: str, output: str, stats: str) -> None:
@@ -133,10 +139,7 @@ def value_filter(vp: dict[str, Any], selected: str, output: str, stats: str, *,
                  client: LLMClient | None = None) -> None:
     from .filter import value_filter as run
 
-    vp = settings(vp)
-    df, counts = run(pl.read_parquet(selected), client or client_for(vp, "filter"), vp["filter"])
-    _write(df, output)
-    _write_stats(stats, counts)
+    _llm_table_stage(run, "filter", vp, selected, output, stats, client)
 
 
 def sample(vp: dict[str, Any], filtered: str, output: str, stats: str) -> None:

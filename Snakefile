@@ -23,8 +23,9 @@ wildcard_constraints:
     sft=_alternatives(config["datasets"]),
     preference=_alternatives(config["datasets"]),
     dataset=_alternatives(config["datasets"]),
-    algorithm=_alternatives(registry.ALGORITHMS),
+    algorithm=_alternatives([*registry.ALGORITHMS, *STUDY.algorithm_parts]),  # dpo or dpo-beta0.05
     step=r"\d+",
+    sweep=_alternatives([s.name for s in STUDY.sweeps]) or "^$",
     run=_alternatives([run.model_path for run in RUNS]) or "^$",
     model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)",
 

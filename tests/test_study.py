@@ -65,3 +65,35 @@ def test_results_dir_keeps_two_studies_apart(tiny_model, workdir):
     assert "output: results/report/index.html" in plan_a and "study-b/" not in plan_a
     assert planned_jobs(workdir, "--configfile", "config/b.yaml") == planned_jobs(workdir, "--configfile", "config/a.yaml")
     assert "study-b/logs/" in plan_b
+
+
+def test_overrides_name_their_paths_and_sweeps_expand_into_runs(tiny_model):
+    cfg = tiny_config(tiny_model)
+    cfg["runs"].append({**cfg["runs"][1], "overrides": {"beta": 0.05}})
+    cfg["sweeps"] = [{"of": "tiny/sft-demo-instruct/dpo-demo-support", "key": "beta", "values": [0.2, 0.5]}]
+    study = Study(vd_config.validate(cfg))
+    assert [r.model_path for r in study.runs] == [
+        "tiny/sft-demo-instruct", "tiny/sft-demo-instruct/dpo-demo-support",  # no override: today's paths
+        "tiny/sft-demo-instruct/dpo-beta0.05-demo-support",
+        "tiny/sft-demo-instruct/dpo-beta0.2-demo-support", "tiny/sft-demo-instruct/dpo-beta0.5-demo-support"]
+    swept = study.run("tiny/sft-demo-instruct/dpo-beta0.5-demo-support")
+    assert swept.algorithm == "dpo" and study.training_settings(swept)["beta"] == 0.5
+    assert study.training_settings(swept)["learning_rate"] == cfg["training"]["dpo"]["learning_rate"]
+    assert study.sweeps[0].values == [0.2, 0.5] and swept.label == "DPO (demo-support, beta=0.5)"
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: c["runs"].append({**c["runs"][1], "overrides": {"beta": 0.1}}) or
+     c.update(sweeps=[{"of": "tiny/sft-demo-instruct/dpo-demo-support", "key": "beta", "values": [0.1]}]),
+     r"'runs\[2\]' and 'sweeps\[0\] \(beta=0.1\)' both write the run tiny/sft-demo-instruct/dpo-beta0.1-demo-support"),
+    (lambda c: c.update(sweeps=[{"of": "tiny/sft-demo-instruct/dpo-other", "key": "beta", "values": [1]}]),
+     r"'sweeps\[0\].of': 'tiny/sft-demo-instruct/dpo-other' is not a run"),
+    (lambda c: c.update(sweeps=[{"of": "tiny/sft-demo-instruct/dpo-demo-support", "key": "kl_coef", "values": [1]}]),
+     r"'sweeps\[0\].key': 'kl_coef' is not a setting of training.dpo"),
+    (lambda c: c["runs"][0].update(overrides={"learning_rate": 1e-4}), r"'runs\[0\].overrides.learning_rate': overrides are for PO runs"),
+])
+def test_bad_overrides_and_colliding_runs_are_rejected_naming_both(tiny_model, change, message):
+    cfg = tiny_config(tiny_model)
+    change(cfg)
+    with pytest.raises(vd_config.ConfigError, match=message):
+        vd_config.validate(cfg)

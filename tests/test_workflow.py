@@ -174,6 +174,14 @@ def test_only_settings_that_change_a_result_rerun_jobs(tiny_model, workdir):
     sft_change = plan(training={**cfg["training"], "sft": {**cfg["training"]["sft"], "learning_rate": 5e-4}})
     assert sft_change["sft_segment"] == 1 and sft_change["po_segment"] == 1 and sft_change["generate"] == 2
 
+    # a 3-value sweep of one key: exactly the new runs, and the cross-run tables and figures
+    write_config(workdir, {**cfg, "sweeps": [{"of": "tiny/sft-demo-instruct/dpo-demo-support", "key": "beta",
+                                              "values": [0.05, 0.2, 0.5]}]})
+    new_runs = {"po_segment": 3, "generate": 3, "judge": 3, "trajectory": 3, "drift_table": 3, "trajectory_plot": 3,
+                "training_log": 3, "sweep_plot": 1}
+    assert planned_jobs(workdir) == {**new_runs, "study_drift_table": 1, "paper_tables": 1, "po_comparison_plot": 1,
+                                     "drift_heatmap": 1, "training_plot": 1, "report": 1, "all": 1}
+
     # plot options: only the report's jobs
     from test_report import CHROMIUM, REPORT_RULES, check_report
 

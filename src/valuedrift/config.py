@@ -123,6 +123,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
         if "algorithm" in run and (run["base"], run["sft"]) not in sft_runs:
             problems.append(f"config key 'runs[{i}]': PO run needs an SFT run with base {run['base']!r} and sft {run['sft']!r} in 'runs'")
 
+    _check_overrides_and_sweeps(config, problems)
     _check_resources(config, workdir, problems)
     _check_lora(config, problems)
 
@@ -154,6 +155,44 @@ def _check_vprism(config, need_file, problems) -> None:
         if not (llm.get("model") or llm.get("model_dir")):
             problems.append(f"config key 'questions.vprism.llm.model' (or questions.vprism.{stage}.llm.model) "
                             f"is required: the {stage} stage calls an LLM")
+
+
+def _check_overrides_and_sweeps(config, problems) -> None:
+    """Per-run overrides and sweeps name real settings of their algorithm, and no two runs
+    (sweep values included) share a path."""
+    from .study import runs_of, run_collisions
+
+    trainer_keys = {name: set(block.get("properties", {}))
+                    for name, block in schema()["properties"]["training"]["properties"].items() if isinstance(block, dict)}
+
+    def check_key(where: str, algorithm: str | None, key: str) -> None:
+        if algorithm is None:
+            problems.append(f"config key '{where}': overrides are for PO runs (an SFT run's checkpoints start "
+                            f"every PO run of it); set SFT hyperparameters in training.sft")
+        elif algorithm in trainer_keys and key not in trainer_keys[algorithm]:
+            problems.append(f"config key '{where}': {key!r} is not a setting of training.{algorithm}; "
+                            f"settings: {', '.join(sorted(trainer_keys[algorithm]))}")
+
+    for i, run in enumerate(config["runs"]):
+        for key in run.get("overrides") or {}:
+            check_key(f"runs[{i}].overrides.{key}", run.get("algorithm"), key)
+    paths = {}
+    for i, run in enumerate(runs_of({**config, "sweeps": []})):
+        paths.setdefault(run.model_path, run)
+    for j, sweep in enumerate(config.get("sweeps") or []):
+        of = paths.get(sweep["of"])
+        if of is None:
+            problems.append(f"config key 'sweeps[{j}].of': {sweep['of']!r} is not a run; runs: {', '.join(paths)}")
+        else:
+            check_key(f"sweeps[{j}].key", of.algorithm, sweep["key"])
+    if problems:
+        return
+    runs = runs_of(config)
+    names = [f"runs[{i}]" for i in range(len(config["runs"]))]
+    names += [f"sweeps[{j}] ({s['key']}={v!r})" for j, s in enumerate(config.get("sweeps") or []) for v in s["values"]]
+    for first, second, path in run_collisions(runs):
+        problems.append(f"config keys '{names[first]}' and '{names[second]}' both write the run {path}: "
+                        f"give one other settings or drop it")
 
 
 def _check_resources(config, workdir, problems) -> None:

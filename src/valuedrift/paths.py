@@ -171,6 +171,11 @@ def po_comparison_plot(base: str, sft: str, ext: str) -> str:
     return str(RESULTS / FIGURES / base / f"sft-{sft}" / f"po-algorithms.{ext}")
 
 
+def sweep_plot(base: str, sft: str, sweep: str, ext: str) -> str:
+    """One training setting's values side by side: support over steps per topic (paper Figures 15-17)."""
+    return str(RESULTS / FIGURES / base / f"sft-{sft}" / f"sweep-{sweep}.{ext}")
+
+
 def drift_heatmap(ext: str) -> str:
     """Drift magnitude (and drift time) over topics x runs."""
     return str(RESULTS / FIGURES / f"drift-heatmap.{ext}")

@@ -8,9 +8,10 @@ reads cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
 from . import paths
 
@@ -33,6 +34,18 @@ class Run:
     algorithm: str | None = None
     preference: str | None = None
     sft_max_steps: int | None = None  # final step of the SFT run a PO run starts from
+    # training settings of this run only (``runs[i].overrides``, or a sweep's value), sorted by key
+    overrides: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def variant(self) -> str:
+        """The overrides as a path part, e.g. ``beta0.05``; "" for none (today's paths)."""
+        return "-".join(f"{key}{_path_value(value)}" for key, value in self.overrides)
+
+    @property
+    def algorithm_part(self) -> str:
+        """The ``{algorithm}`` part of a PO run's path: ``dpo`` or ``dpo-beta0.05``."""
+        return f"{self.algorithm}-{self.variant}" if self.variant else self.algorithm
 
     @property
     def is_sft(self) -> bool:
@@ -47,7 +60,7 @@ class Run:
         """``{base}/sft-{sft}`` or ``{base}/sft-{sft}/{algorithm}-{preference}``."""
         if self.is_sft:
             return self.sft_path
-        return f"{self.sft_path}/{self.algorithm}-{self.preference}"
+        return f"{self.sft_path}/{self.algorithm_part}-{self.preference}"
 
     @property
     def steps(self) -> list[int]:
@@ -89,7 +102,10 @@ class Run:
     @property
     def label(self) -> str:
         """Short label within a table or figure: the SFT dataset, or ALGO (preference)."""
-        return self.sft if self.is_sft else f"{algorithm_name(self.algorithm)} ({self.preference})"
+        if self.is_sft:
+            return self.sft
+        settings = "".join(f", {key}={value}" for key, value in self.overrides)
+        return f"{algorithm_name(self.algorithm)} ({self.preference}{settings})"
 
     @property
     def study_label(self) -> str:
@@ -102,6 +118,11 @@ class Run:
         """The columns that name a run in the study's long tables."""
         return {"run": self.model_path, "phase": "sft" if self.is_sft else "po", "base": self.base,
                 "sft": self.sft, "algorithm": self.algorithm, "preference": self.preference}
+
+
+def _path_value(value: Any) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    return re.sub(r"[^A-Za-z0-9.+_]", "_", text)
 
 
 def algorithm_name(algorithm: str) -> str:
@@ -118,14 +139,52 @@ def checkpoint_steps(every: int, max_steps: int) -> list[int]:
 
 
 def runs_of(config: dict[str, Any]) -> list[Run]:
-    """The training phases of a validated config, PO runs linked to their SFT run's end."""
+    """The training phases of a validated config, PO runs linked to their SFT run's end,
+    each sweep (``sweeps``) expanded into one run per value after the run it varies."""
     sft_end = {(r["base"], r["sft"]): r["max_steps"] for r in config["runs"] if "algorithm" not in r}
-    return [
+    runs = [
         Run(base=r["base"], sft=r["sft"], every=r["every"], max_steps=r["max_steps"],
             algorithm=r.get("algorithm"), preference=r.get("preference"),
-            sft_max_steps=None if "algorithm" not in r else sft_end.get((r["base"], r["sft"])))
+            sft_max_steps=None if "algorithm" not in r else sft_end.get((r["base"], r["sft"])),
+            overrides=tuple(sorted((r.get("overrides") or {}).items())))
         for r in config["runs"]
     ]
+    by_path = {run.model_path: run for run in runs}
+    for sweep in config.get("sweeps") or []:
+        of = by_path.get(sweep["of"])
+        if of is None:
+            continue  # config.validate names the missing run
+        for value in sweep["values"]:
+            runs.append(replace(of, overrides=tuple(sorted({**dict(of.overrides), sweep["key"]: value}.items()))))
+    return runs
+
+
+def run_collisions(runs: list[Run]) -> list[tuple[int, int, str]]:
+    """(first index, second index, path) of runs whose artifacts would share one path."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, run in enumerate(runs):
+        if run.model_path in seen:
+            out.append((seen[run.model_path], i, run.model_path))
+        seen.setdefault(run.model_path, i)
+    return out
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One training setting varied over values for one run (``sweeps[i]``; paper Appendix J)."""
+
+    of: Run
+    key: str
+    runs: tuple[Run, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.of.algorithm}-{self.key}-{self.of.preference}"
+
+    @property
+    def values(self) -> list[Any]:
+        return [dict(r.overrides)[self.key] for r in self.runs]
 
 
 def run_key(wildcards: dict[str, str]) -> str:
@@ -205,6 +264,33 @@ class Study:
     def run_for(self, wildcards: dict[str, str]) -> Run:
         return self.run(run_key(wildcards))
 
+    @cached_property
+    def sweeps(self) -> list[Sweep]:
+        out = []
+        for sweep in self.config.get("sweeps") or []:
+            of = self.run(sweep["of"])
+            runs = [self.run(replace(of, overrides=tuple(sorted({**dict(of.overrides), sweep["key"]: v}.items())))
+                             .model_path) for v in sweep["values"]]
+            out.append(Sweep(of=of, key=sweep["key"], runs=tuple(runs)))
+        return out
+
+    def sweep(self, base: str, sft: str, name: str) -> Sweep:
+        for sweep in self.sweeps:
+            if (sweep.of.base, sweep.of.sft, sweep.name) == (base, sft, name):
+                return sweep
+        raise KeyError(f"no sweep {name} of {base}/sft-{sft}")
+
+    def training_settings(self, run: Run, algorithm: str | None = None) -> dict[str, Any]:
+        """The config's ``training.<algorithm>`` block with the run's overrides (all keys)."""
+        algorithm = algorithm or ("sft" if run.is_sft else run.algorithm)
+        block = dict(self.config.get("training", {}).get(algorithm) or {})
+        return {**block, **dict(run.overrides)} if algorithm == (run.algorithm or "sft") else block
+
+    @property
+    def algorithm_parts(self) -> list[str]:
+        """Every ``{algorithm}`` path part of the PO runs (``dpo``, ``dpo-beta0.05``, ...)."""
+        return sorted({r.algorithm_part for r in self.runs if not r.is_sft})
+
     @property
     def labels(self) -> dict[str, str]:
         return {r.model_path: r.study_label for r in self.runs}
@@ -252,6 +338,7 @@ class Study:
         out = [paths.drift_heatmap(ext)]
         out += [paths.sft_comparison_plot(base, ext) for base in self.sft_groups]
         out += [paths.po_comparison_plot(base, sft, ext) for base, sft in self.po_groups]
+        out += [paths.sweep_plot(s.of.base, s.of.sft, s.name, ext) for s in self.sweeps]
         return out + [paths.training_plot(ext)]
 
     def table_files(self) -> list[str]:
@@ -275,11 +362,3 @@ class Study:
         }
         inputs.update(extra or {})
         return inputs
-
-
-def groups_of(runs: Iterable[Run]) -> tuple[dict, dict]:
-    """(sft_groups, po_groups) of any list of runs (tests, benchmarks)."""
-    study = Study.__new__(Study)
-    study.runs = list(runs)
-    study._by_path = {r.model_path: r for r in study.runs}
-    return study.sft_groups, study.po_groups

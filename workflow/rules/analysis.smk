@@ -118,3 +118,22 @@ rule training_plot:
         conda_env("analysis")
     script:
         "../scripts/training_plot.py"
+
+
+rule sweep_plot:
+    input:
+        lambda wc: [paths.trajectory_file(r.model_path) for r in STUDY.sweep(wc.base, wc.sft, wc.sweep).runs],
+    output:
+        html=paths.sweep_plot("{base}", "{sft}", "{sweep}", "html"),
+        png=paths.sweep_plot("{base}", "{sft}", "{sweep}", "png"),
+    params:
+        sweep_values=lambda wc: [str(v) for v in STUDY.sweep(wc.base, wc.sft, wc.sweep).values],
+        key=lambda wc: STUDY.sweep(wc.base, wc.sft, wc.sweep).key,
+        title=lambda wc: f"{STUDY.sweep(wc.base, wc.sft, wc.sweep).of.study_label}: support over training",
+        figures=canonical(config["report"]["figures"]),
+    log:
+        paths.log_file("sweep_plot", "{base}/sft-{sft}/{sweep}"),
+    conda:
+        conda_env("analysis")
+    script:
+        "../scripts/sweep_plot.py"

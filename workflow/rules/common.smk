@@ -54,9 +54,10 @@ def segment_inputs(wildcards):
     return inputs
 
 
-def training_settings(algorithm):
-    """A trainer's result-changing settings (rerun trigger); per-device batch size and the like are not."""
-    return result_settings(config["training"].get(algorithm, {}), "training")
+def training_settings(run, algorithm=None):
+    """A run's trainer settings that change a result (rerun trigger), its overrides included;
+    per-device batch size and the like are not."""
+    return result_settings(STUDY.training_settings(run, algorithm), "training")
 
 
 def stage_settings(stage):
@@ -148,7 +149,7 @@ def vprism_llm_resources(stage):
 workflow.localrules(
     "import_base_model", "prepare_dataset", "trajectory", "drift_table", "trajectory_plot", "report",
     "training_log", "study_drift_table", "paper_tables", "sft_comparison_plot", "po_comparison_plot",
-    "drift_heatmap", "training_plot",
+    "drift_heatmap", "training_plot", "sweep_plot",
     *(["questions"] if config["questions"]["source"] == "file" else
       ["vprism_load", "vprism_embed", "vprism_reduce", "vprism_cluster", "vprism_sample", "vprism_report",
        *[f"vprism_{stage}" for stage in VPRISM_LLM_STAGES if vprism_llm_is_api(stage)]]),

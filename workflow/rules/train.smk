@@ -40,7 +40,7 @@ rule sft_segment:
         directory(paths.segment_dir("{base}/sft-{sft}", "{step}")),
     params:
         algorithm="sft",
-        settings=training_settings("sft"),
+        settings=lambda wc: training_settings(run_for(wc)),
     log:
         paths.segment_log("{base}/sft-{sft}", "{step}"),
     priority: 10
@@ -61,8 +61,8 @@ rule po_segment:
     output:
         directory(paths.segment_dir("{base}/sft-{sft}/{algorithm}-{preference}", "{step}")),
     params:
-        algorithm=lambda wc: wc.algorithm,
-        settings=lambda wc: training_settings(wc.algorithm),
+        algorithm=lambda wc: run_for(wc).algorithm,
+        settings=lambda wc: training_settings(run_for(wc)),
     log:
         paths.segment_log("{base}/sft-{sft}/{algorithm}-{preference}", "{step}"),
     priority: 10
@@ -84,7 +84,7 @@ rule reward_model:
     output:
         directory(paths.reward_model_dir("{base}", "{sft}", "{preference}")),
     params:
-        settings=training_settings("reward"),
+        settings=lambda wc: training_settings(run_for(wc), "reward"),
     log:
         paths.reward_model_log("{base}", "{sft}", "{preference}"),
     priority: 10

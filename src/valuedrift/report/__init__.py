@@ -5,9 +5,9 @@
 * :mod:`.page`: the report page's sections, rendered from ``templates/`` (Jinja2).
 """
 
-from .figures import comparison_figure, heatmap_figure, trajectory_figure, training_figure
+from .figures import comparison_figure, heatmap_figure, sweep_figure, trajectory_figure, training_figure
 from .page import write_report
 from .readers import write_training_log
 
-__all__ = ["comparison_figure", "heatmap_figure", "trajectory_figure", "training_figure", "write_report",
+__all__ = ["comparison_figure", "heatmap_figure", "sweep_figure", "trajectory_figure", "training_figure", "write_report",
            "write_training_log"]

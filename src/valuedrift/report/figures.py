@@ -127,6 +127,29 @@ def comparison_chart(trajectories: list[tuple[str, pl.DataFrame]], title: str, c
             .properties(title=alt.Title(title, subtitle=CI_NOTE, anchor="start")))
 
 
+def sweep_chart(trajectories: list[tuple[str, pl.DataFrame]], key: str, title: str,
+                options: dict[str, Any] | None = None):
+    """One setting's values side by side (paper Figures 15-17): v(T) of support over training
+    steps, one line per value, one panel per topic (report.figures.focus_topics)."""
+    import altair as alt
+
+    opts = figure_options(options)
+    labels = [label for label, _ in trajectories]
+    data = pl.concat([_focus(_points(t), opts["focus_topics"]).filter(pl.col("stance") == "support")
+                      .with_columns(pl.lit(label).alias(key)) for label, t in trajectories])
+    colour = alt.Color(f"{key}:N", sort=labels, title=key, legend=alt.Legend(orient="top"))
+    x = alt.X("step:Q", title="training step", axis=alt.Axis(tickMinStep=1, grid=False))
+    band = alt.Chart().mark_area(opacity=opts["ci_band_opacity"]).encode(
+        x=x, y=alt.Y("ci_low:Q", title="v(T) of support", scale=alt.Scale(domain=[0, 1])), y2="ci_high:Q",
+        color=colour)
+    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.6).encode(
+        x=x, y="mean:Q", color=colour,
+        tooltip=[f"{key}:N", "topic:N", "step:Q", alt.Tooltip("mean:Q", title="v(T)", format=".3f")])
+    return (alt.layer(band, line, data=data).properties(width=opts["panel_width"], height=opts["panel_height"])
+            .facet(facet=alt.Facet("topic:N", title=None), columns=opts["columns"])
+            .properties(title=alt.Title(title, subtitle=CI_NOTE, anchor="start")))
+
+
 def heatmap_chart(study: pl.DataFrame, run_labels: dict[str, str], options: dict[str, Any] | None = None):
     """Drift magnitude (diverging, centred on 0) and drift time (0-1) over topics x runs, per stance."""
     import altair as alt
@@ -229,6 +252,12 @@ def comparison_figure(trajectory_paths: list[str], labels: list[str], *, html: s
     trajs = [(label, tables.read(p, "trajectory")) for label, p in zip(labels, trajectory_paths, strict=True)]
     save_chart(comparison_chart(trajs, title, column_title, options), html_path=html, png_path=png, options=options,
                title=title)
+
+
+def sweep_figure(trajectory_paths: list[str], values: list[str], key: str, *, html: str, png: str, title: str,
+                 options: dict[str, Any] | None = None) -> None:
+    trajs = [(value, tables.read(p, "trajectory")) for value, p in zip(values, trajectory_paths, strict=True)]
+    save_chart(sweep_chart(trajs, key, title, options), html_path=html, png_path=png, options=options, title=title)
 
 
 def heatmap_figure(study_path: str, run_labels: dict[str, str], *, html: str, png: str,

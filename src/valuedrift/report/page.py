@@ -157,6 +157,12 @@ def study_figure_views(model: Study, links: Links) -> list[dict[str, Any]]:
         figs.append(figure(links, paths.po_comparison_plot(base, sft, "png"), paths.po_comparison_plot(base, sft, "html"),
                            f"Preference optimization of {base} SFT on {sft}: algorithms side by side",
                            f"fig-po-{base}-{sft}"))
+    for sweep in model.sweeps:
+        base, sft = sweep.of.base, sweep.of.sft
+        figs.append(figure(links, paths.sweep_plot(base, sft, sweep.name, "png"),
+                           paths.sweep_plot(base, sft, sweep.name, "html"),
+                           f"{sweep.of.study_label}: {sweep.key} = {', '.join(map(str, sweep.values))}",
+                           f"fig-sweep-{base}-{sft}-{sweep.name}"))
     return figs
 
 

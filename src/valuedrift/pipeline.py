@@ -162,6 +162,6 @@ def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, 
     if cfg["backend"] == "local":
         return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"],
                 "cache_dir": cfg.get("cache_dir")}
-    keys = ("base_url", "model", "api_key_env", "top_logprobs", "concurrency", "max_retries", "timeout_s",
-            "price_per_million_prompt_tokens", "price_per_million_completion_tokens", "cache_dir")
+    keys = ("base_url", "model", "api_key_env", "top_logprobs", "max_tokens", "concurrency", "max_retries",
+            "timeout_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens", "cache_dir")
     return {k: cfg[k] for k in keys if k in cfg}

@@ -112,3 +112,175 @@ def test_api_judge_reads_the_letter_after_a_parenthesis(llama_server, tmp_path, 
     acct = judge.accounting()
     assert acct["option_position"] == {"1": 1} and acct["option_rule"] == {"emitted": 1}
     assert acct["max_tokens"] == 3 and acct["completion_tokens"] == 3
+
+
+# -- chat templates: Llama-3 and Qwen3 shapes (real templates from trl), the demo's ChatML ----
+
+TRL_TEMPLATES = Path(__import__("trl").__file__).parent / "chat_templates"
+SHAPES = {
+    # the paper's base models: EOS is not the end-of-turn token, Llama-3 adds a BOS
+    "llama3": dict(specials=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                             "<|eot_id|>"], bos="<|begin_of_text|>", eos="<|end_of_text|>", turn_end="<|eot_id|>",
+                   template="llama3_2.jinja"),
+    "qwen3": dict(specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"], bos=None,
+                  eos="<|endoftext|>", turn_end="<|im_end|>", template="qwen3.jinja"),
+}
+
+
+@pytest.fixture(scope="module")
+def shaped_tokenizers(tmp_path_factory):
+    """Hand-made byte-level BPE tokenizers with the special tokens, BOS/EOS and real chat
+    template of each shape (Llama-3 also with its BOS-adding post-processor)."""
+    from conftest import demo_texts
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    out = {}
+    for name, shape in SHAPES.items():
+        bpe = Tokenizer(models.BPE(unk_token=None))
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        bpe.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<pad>", *shape["specials"]],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        bpe.train_from_iterator(demo_texts(), trainer=trainer)
+        if shape["bos"]:
+            bos_id = bpe.token_to_id(shape["bos"])
+            bpe.post_processor = processors.TemplateProcessing(single=f"{shape['bos']} $A",
+                                                               special_tokens=[(shape["bos"], bos_id)])
+        tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token=shape["bos"],
+                                      eos_token=shape["eos"], additional_special_tokens=shape["specials"],
+                                      chat_template=(TRL_TEMPLATES / shape["template"]).read_text())
+        path = tmp_path_factory.mktemp(name)
+        tok.save_pretrained(path)
+        out[name] = AutoTokenizer.from_pretrained(path)
+    return out
+
+
+def _tokenizer(name, shaped_tokenizers, tiny_model):
+    from transformers import AutoTokenizer
+
+    if name == "chatml":  # the demo's / the tiny model's ChatML template
+        return AutoTokenizer.from_pretrained(tiny_model), "<|im_end|>"
+    return shaped_tokenizers[name], SHAPES[name]["turn_end"]
+
+
+CONVERSATION = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Should abortion be legal?"},
+                {"role": "assistant", "content": "Opinions differ widely on that."},
+                {"role": "user", "content": "And immigration?"},
+                {"role": "assistant", "content": "It is debated too."}]
+
+
+@pytest.mark.parametrize("shape", ["chatml", "llama3", "qwen3"])
+def test_assistant_mask_covers_replies_and_their_end_of_turn_only(shape, shaped_tokenizers, tiny_model):
+    from valuedrift.chat import CHAT_TEMPLATE_KWARGS, assistant_token_mask, end_of_turn_token
+
+    tok, turn_end = _tokenizer(shape, shaped_tokenizers, tiny_model)
+    assert end_of_turn_token(tok) == turn_end
+    enc = assistant_token_mask(tok, CONVERSATION)
+    # the same ids trl's own chat-template tokenisation gives
+    assert enc["input_ids"] == list(tok.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True,
+                                                            **CHAT_TEMPLATE_KWARGS)["input_ids"])
+    kept = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    text = tok.decode(kept)
+    assert text == "".join(m["content"] + turn_end for m in CONVERSATION if m["role"] == "assistant")
+    assert "abortion" not in text and "brief" not in text
+
+
+def test_sft_labels_mask_user_turns_in_trls_collator(tiny_model, tmp_path):
+    """The real trl SFTTrainer and its collator on the tiny model: user-turn tokens carry
+    label -100 (no loss), assistant tokens and their end-of-turn token carry their id."""
+    from transformers import AutoTokenizer
+
+    from valuedrift.training import trainers
+    from valuedrift.training.settings import SFTSettings
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    rows = [{"messages": CONVERSATION[1:]}, {"messages": [{"role": "user", "content": "Is work good?"},
+                                                          {"role": "assistant", "content": "Work is fine."}]}]
+    s = SFTSettings(global_batch_size=2, per_device_batch_size=2, max_length=256, schedule_steps=1, bf16=False)
+    common = trainers._common(s, output_dir=str(tmp_path / "sft"), horizon=1, world_size=1)
+    trainer = trainers.build_sft(s, common, str(tiny_model), tokenizer, rows, {})
+    batch = next(iter(trainer.get_train_dataloader()))
+    texts = []
+    for ids, labels, mask in zip(batch["input_ids"].tolist(), batch["labels"].tolist(),
+                                 batch["attention_mask"].tolist()):
+        real = [(i, lab) for i, lab, m in zip(ids, labels, mask) if m]
+        assert all(lab in (-100, i) for i, lab in real)
+        texts.append((tokenizer.decode([i for i, lab in real if lab != -100]),
+                      tokenizer.decode([i for i, lab in real if lab == -100])))
+    want = {"Opinions differ widely on that.<|im_end|>It is debated too.<|im_end|>", "Work is fine.<|im_end|>"}
+    assert {trained for trained, _ in texts} == want
+    for _, untrained in texts:
+        assert "user" in untrained and ("abortion" in untrained or "work good" in untrained)
+    # the old behaviour, every token trained, is still one setting away
+    everything = trainers.build_sft(s.with_overrides({"assistant_only_loss": False}), common, str(tiny_model),
+                                    tokenizer, rows, {})
+    full = next(iter(everything.get_train_dataloader()))
+    assert (full["labels"][full["attention_mask"] == 1] != -100).all()
+
+
+# -- answers stop at the end of the turn, prompts get one BOS ----------------------------------
+
+@pytest.mark.parametrize("shape", ["chatml", "llama3", "qwen3"])
+def test_end_of_turn_stops_both_backends_and_chat_prompts_get_one_bos(shape, shaped_tokenizers, tiny_model):
+    from valuedrift.chat import encode_prompt, end_of_turn_ids
+    from valuedrift.generation import SamplingSettings, format_prompt
+    from valuedrift.vllm_backend import n_response_tokens, request
+
+    tok, turn_end = _tokenizer(shape, shaped_tokenizers, tiny_model)
+    turn_end_id = tok.convert_tokens_to_ids(turn_end)
+    base_eos = [tok.eos_token_id]  # what a base model's generation_config knows
+    stop = end_of_turn_ids(tok, base_eos)
+    assert turn_end_id in stop and tok.eos_token_id in stop
+    chat_prompt = format_prompt(tok, "Should borders be open?", "chat", "{question}\nResponse:")
+    plain_prompt = format_prompt(tok, "Should borders be open?", "plain", "{question}\nResponse:")
+    chat_ids, plain_ids = encode_prompt(tok, chat_prompt), encode_prompt(tok, plain_prompt)
+    if tok.bos_token_id is not None and shape == "llama3":
+        assert tok(chat_prompt).input_ids[:2] == [tok.bos_token_id] * 2  # the hazard: a second BOS
+        assert chat_ids[0] == tok.bos_token_id and chat_ids[1] != tok.bos_token_id
+        assert plain_ids[0] == tok.bos_token_id  # a base-model prompt gets its BOS
+    assert tok.decode(chat_ids, skip_special_tokens=False).count(tok.bos_token or "\0") <= 1
+    # vLLM: the same token ids, stopping at the end of turn; its stop token not counted
+    sampling = SamplingSettings(samples=2, max_new_tokens=16)
+    prompts, params = request(tok, [chat_prompt, plain_prompt], sampling, base_eos)
+    assert [p["prompt_token_ids"] for p in prompts] == [chat_ids, plain_ids]
+    assert turn_end_id in params["stop_token_ids"] and params["n"] == 2 and params["max_tokens"] == 16
+    assert n_response_tokens([5, 6, turn_end_id], "stop", params["stop_token_ids"]) == 2
+    assert n_response_tokens([5, 6, 7], "length", params["stop_token_ids"]) == 3
+
+
+@pytest.mark.parametrize("shape", ["llama3", "qwen3"])
+def test_transformers_backend_stops_at_the_end_of_turn_of_a_base_models_template(shape, shaped_tokenizers, tmp_path):
+    """A model whose generation config knows only the base EOS (as the paper's base
+    models and their SFT checkpoints), made to emit the end-of-turn token first: the
+    answer ends there (0 tokens) instead of running to max_new_tokens."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from valuedrift.generation import SamplingSettings, TransformersGenerator, format_prompt
+
+    tok = shaped_tokenizers[shape]
+    turn_end_id = tok.convert_tokens_to_ids(SHAPES[shape]["turn_end"])
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # every position's hidden state is the same vector; only the end-of-turn row reads it
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.fill_(1.0)
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[turn_end_id] = 1.0
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    gen = TransformersGenerator(tmp_path / "m", dtype="float32", batch_size=2)
+    assert turn_end_id in gen.eos_ids and tok.eos_token_id in gen.eos_ids
+    prompts = [format_prompt(tok, q, "chat", "") for q in ("Is work good?", "Should borders be open?")]
+    greedy = SamplingSettings(samples=1, temperature=0, max_new_tokens=8)
+    assert [n for [(_, n)] in gen.generate(prompts, greedy)] == [0, 0]
+    gen.eos_ids = [tok.eos_token_id]  # what the generation config alone would stop at
+    assert [n for [(_, n)] in gen.generate(prompts, greedy)] == [8, 8]

@@ -284,3 +284,75 @@ def test_transformers_backend_stops_at_the_end_of_turn_of_a_base_models_template
     assert [n for [(_, n)] in gen.generate(prompts, greedy)] == [0, 0]
     gen.eos_ids = [tok.eos_token_id]  # what the generation config alone would stop at
     assert [n for [(_, n)] in gen.generate(prompts, greedy)] == [8, 8]
+
+
+# -- response lengths (Appendix B.3) ----------------------------------------------------------
+
+def test_response_lengths_are_named_keys_with_the_papers_values():
+    from valuedrift.config import schema
+    from valuedrift.training.settings import DPOSettings, PPOSettings, SimPOSettings
+
+    assert DPOSettings().max_completion_length == SimPOSettings().max_completion_length == 1024
+    assert DPOSettings().max_length == SimPOSettings().max_length == 2048
+    assert (PPOSettings().max_length, PPOSettings().response_length) == (2048, 1024)
+    training = schema()["properties"]["training"]["properties"]
+    assert "max_completion_length" in training["dpo"]["properties"] and "max_completion_length" in training["simpo"]["properties"]
+    assert "response_length" in training["ppo"]["properties"] and "assistant_only_loss" in training["sft"]["properties"]
+
+
+LONG_PAIRS = [{"prompt": [{"role": "user", "content": f"Is {i} a good number?"}],
+               "chosen": "Yes, it is a fine number. " * (3 + i), "rejected": f"No. {i} is bad. " * (2 + i)}
+              for i in range(4)]
+
+
+@pytest.mark.parametrize("algorithm", ["dpo", "simpo"])
+def test_replies_keep_their_first_max_completion_length_tokens(algorithm, tiny_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    from valuedrift.training import trainers
+    from valuedrift.training.settings import DPOSettings, SimPOSettings
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    cls = DPOSettings if algorithm == "dpo" else SimPOSettings
+    build = trainers.build_dpo if algorithm == "dpo" else trainers.build_simpo
+
+    def replies(limit):
+        s = cls(global_batch_size=2, per_device_batch_size=2, max_length=512, schedule_steps=1, bf16=False,
+                max_completion_length=limit)
+        common = trainers._common(s, output_dir=str(tmp_path / f"{algorithm}-{limit}"), horizon=1, world_size=1)
+        ds = build(s, common, str(tiny_model), tokenizer, LONG_PAIRS, {}).train_dataset
+        if algorithm == "dpo":
+            return [(r["chosen_ids"], r["rejected_ids"]) for r in ds]
+        return [(r["chosen_input_ids"][len(r["prompt_input_ids"]):], r["rejected_input_ids"][len(r["prompt_input_ids"]):])
+                for r in ds]
+
+    full, cut = replies(None), replies(6)
+    assert max(len(c) for c, _ in full) > 6  # some replies were longer
+    for (c_full, r_full), (c_cut, r_cut) in zip(full, cut):
+        assert c_cut == c_full[:6] and r_cut == r_full[:6]
+
+
+def test_ppo_prompt_and_response_fit_max_length(tiny_model, tmp_path):
+    pytest.importorskip("trl.experimental.ppo")
+    from valuedrift.training.settings import PPOSettings
+    from valuedrift.training.segment import train_segment
+
+    with pytest.raises(ValueError, match="must exceed training.ppo.response_length"):
+        train_segment(algorithm="ppo", settings=PPOSettings(max_length=8, response_length=8, global_batch_size=4,
+                                                             per_device_batch_size=4, bf16=False, schedule_steps=1),
+                      start_model=tiny_model, previous=None, output=tmp_path / "checkpoint-1", step=1,
+                      rows=LONG_PAIRS, reward_model=tiny_model)
+    from transformers import AutoTokenizer
+
+    from valuedrift.training import trainers
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.padding_side = "left"
+    s = PPOSettings(max_length=12, response_length=4, global_batch_size=4, per_device_batch_size=4, bf16=False,
+                    schedule_steps=1, num_ppo_epochs=1)
+    common = trainers._common(s, output_dir=str(tmp_path / "ppo"), horizon=1, world_size=1)
+    trainer = trainers.build_ppo(s, common, str(tiny_model), tokenizer, LONG_PAIRS,
+                                 {"reward_model": str(tiny_model), "previous": None, "step": 1})
+    lengths = [len(r["input_ids"]) for r in trainer.train_dataset]
+    assert max(lengths) == 12 - 4  # prompts keep their last 8 tokens: prompt + response <= 12
+    assert trainer.args.response_length == 4

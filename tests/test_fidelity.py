@@ -356,3 +356,138 @@ def test_ppo_prompt_and_response_fit_max_length(tiny_model, tmp_path):
     lengths = [len(r["input_ids"]) for r in trainer.train_dataset]
     assert max(lengths) == 12 - 4  # prompts keep their last 8 tokens: prompt + response <= 12
     assert trainer.args.response_length == 4
+
+
+# -- WildChat release and row counts (Appendix B.1) -------------------------------------------
+
+def test_paper_split_counts_are_floor_of_ninety_percent():
+    from valuedrift.datasets import PAPER_TRAIN_ROWS, WILDCHAT_RELEASES, train_split
+
+    wc = WILDCHAT_RELEASES["allenai/WildChat"]
+    assert wc["train"] + wc["validation"] == wc["english"] == 284_168
+    assert len(train_split(list(range(284_168)), seed=0)) == 255_751 == PAPER_TRAIN_ROWS[("wildchat", "allenai/WildChat")]
+    assert len(train_split(list(range(52_002)), seed=0)) == 46_801  # Alpaca: 46,801 + 5,201
+
+
+def _write_wildchat_like(folder: Path, n: int = 20) -> None:
+    """A local copy in the hub layout (data/train-*.parquet) with WildChat's columns."""
+    import polars as pl
+
+    rows = []
+    for i in range(n):
+        lang = "English" if i % 4 else "Spanish"
+        reply = "" if i == 5 else f"Here is answer {i}."
+        rows.append({"conversation_hash": f"h{i}", "model": "gpt-3.5-turbo", "turn": 1, "language": lang,
+                     "conversation": [{"content": f"Question {i}?", "role": "user", "language": lang, "toxic": False},
+                                      {"content": reply, "role": "assistant", "language": lang, "toxic": False}],
+                     "toxic": False, "redacted": False})
+    (folder / "data").mkdir(parents=True)
+    pl.DataFrame(rows).write_parquet(folder / "data" / "train-00000-of-00001.parquet")
+
+
+@pytest.mark.parametrize("name, expected", [("allenai/WildChat", 255_751), ("allenai/WildChat-1M", None)])
+def test_wildchat_releases_by_name_and_the_stored_row_count(name, expected, tmp_path, caplog):
+    from valuedrift.datasets import prepare, prepared_info
+
+    _write_wildchat_like(tmp_path / "hub")
+    out = tmp_path / "prepared" / "wildchat.parquet"
+    spec = {"kind": "sft", "source": "wildchat", "name": name, "path": str(tmp_path / "hub"), "seed": 0}
+    with caplog.at_level("INFO", logger="valuedrift.datasets"):
+        info = prepare(spec, out)
+    # 20 rows, 15 English, 1 with an empty reply skipped, floor(0.9 x 14) = 12 train rows
+    assert (info["hub_rows"], info["english_rows"], info["skipped"], info["rows"]) == (20, 15, 1, 12)
+    assert prepared_info(out) == info and info["expected_rows"] == expected
+    assert info["matches_paper"] is (None if expected is None else False)
+    assert "prepared 12 sft rows" in caplog.text
+    if expected:
+        assert "the paper's allenai/WildChat has 255751" in caplog.text
+    import polars as pl
+
+    assert len(pl.read_parquet(out)) == 12
+
+
+def test_paper_config_uses_the_papers_wildchat_release():
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    assert cfg["datasets"]["wildchat"]["name"] == "allenai/WildChat"
+
+
+# -- checkpoint grid and drift times (Tables 9-12) --------------------------------------------
+
+# the paper's text beside the checkout (../shared), or beside the worktree folder it sits in
+PAPER = next((p / "shared" / "paper" / "value-drifts.txt" for p in (REPO.parent, REPO.parent.parent)
+              if (p / "shared" / "paper" / "value-drifts.txt").exists()), REPO.parent / "shared" / "paper" / "value-drifts.txt")
+SFT_TABLES = {9: "llama3-3b", 10: "llama3-8b", 11: "qwen3-4b", 12: "qwen3-8b"}
+# The distinct drift times of Tables 9-12 (read from the paper when its text is at hand,
+# which the test checks against these)
+PAPER_SFT_DRIFT_TIMES = {"wildchat": {0.09, 0.18, 0.27, 0.45, 0.91, 1.0}, "alpaca": {0.09, 0.18, 0.27, 0.46}}
+
+
+def paper_sft_drift_times() -> dict[tuple[str, str], set[float]]:
+    """(base model, SFT dataset) -> the drift-time values of its table (9-12)."""
+    lines = PAPER.read_text().splitlines()
+    out = {}
+    for number, base in SFT_TABLES.items():
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"Table {number}:"))
+        end = next(i for i, line in enumerate(lines) if line.startswith(f"Table {number + 1}:"))
+        block = lines[start:end]
+        first = next(i for i, line in enumerate(block) if line.startswith("drift time"))
+        rows = [line.split()[-6:] for line in block[first:first + 11]]
+        assert all(len(r) == 6 for r in rows)
+        out[(base, "wildchat")] = {float(v) for r in rows for v in r[:3]}
+        out[(base, "alpaca")] = {float(v) for r in rows for v in r[3:]}
+    return out
+
+
+def attainable_drift_times(run) -> set[float]:
+    """Drift time = (first step within the extremum's CI) / final step (valuedrift.metrics):
+    one value per checkpoint step of the run."""
+    return {round(step / run.max_steps, 2) for step in run.steps}
+
+
+def test_paper_config_grid_gives_every_sft_drift_time_of_tables_9_to_12():
+    from valuedrift import config as vd_config
+
+    cfg = vd_config.load(REPO / "config/paper.yaml", workdir=REPO)
+    runs = {(r.base, r.sft): r for r in vd_config.runs(cfg) if r.is_sft}
+    if PAPER.exists():
+        table_times = paper_sft_drift_times()
+        for (base, sft), times in table_times.items():
+            assert times <= PAPER_SFT_DRIFT_TIMES[sft], (base, sft, times)
+        assert set().union(*(t for (_, s), t in table_times.items() if s == "wildchat")) == PAPER_SFT_DRIFT_TIMES["wildchat"]
+    else:
+        table_times = {(base, sft): t for base in SFT_TABLES.values() for sft, t in PAPER_SFT_DRIFT_TIMES.items()}
+    for (base, sft), times in table_times.items():
+        lattice = attainable_drift_times(runs[(base, sft)])
+        assert times <= lattice, (base, sft, sorted(times - lattice), sorted(lattice))
+    # the paper's lattices: 11 WildChat checkpoints (k/11), Alpaca 100-step checkpoints of 1,098
+    assert attainable_drift_times(runs[("llama3-3b", "wildchat")]) == {round(k / 11, 2) for k in range(1, 12)}
+    assert runs[("llama3-3b", "alpaca")].max_steps == 1098 and 0.46 in attainable_drift_times(runs[("llama3-3b", "alpaca")])
+    # the WildChat runs still train under the 3-epoch schedule of 5,997 steps
+    from valuedrift.training.registry import settings_for
+
+    assert settings_for("sft", cfg["training"]).horizon(255_751) == 5997
+
+
+def test_table_1_drift_times_lie_on_the_ultrafeedback_grid():
+    """Table 1 (PO on UltraFeedback, 5,712 steps, a checkpoint every 100): all but one
+    value (0.20, on no 100-step lattice of 5,712; docs/fidelity.md) are attainable."""
+    from valuedrift import config as vd_config
+
+    cfg = vd_config.load(REPO / "config/paper.yaml", workdir=REPO)
+    [run] = [r for r in vd_config.runs(cfg) if (r.base, r.sft, r.algorithm, r.preference)
+             == ("llama3-3b", "wildchat", "dpo", "ultrafeedback")]
+    table_1 = {0.21, 0.42, 0.28, 0.20, 0.14, 0.84}
+    lattice = attainable_drift_times(run)
+    assert table_1 - lattice == {0.20}
+
+
+def test_paper_config_selects_vprism_clusters_by_hand_per_table_3():
+    from valuedrift import config as vd_config
+    from valuedrift.topics import CATEGORY_TOPICS
+
+    cfg = vd_config.load(REPO / "config/paper.yaml", workdir=REPO)
+    select = cfg["questions"]["vprism"]["select"]
+    assert select["method"] == "manual" and list(select["clusters"]) == list(CATEGORY_TOPICS)
+    assert cfg["questions"]["vprism"]["sample"]["per_category"] == 50  # 550 questions

@@ -47,12 +47,9 @@ def import_model(spec: dict[str, Any], output: str) -> None:
 
 
 def prepare_dataset(spec: dict[str, Any], output: str, *, workdir: str | Path = ".") -> None:
-    from .datasets import load_rows, to_frame
+    from .datasets import prepare
 
-    rows = load_rows(spec, workdir)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    to_frame(rows, spec["kind"]).write_parquet(output)
-    log.info("prepared %d %s rows into %s", len(rows), spec["kind"], output)
+    prepare(spec, output, workdir=workdir)  # logs and stores its row counts
 
 
 def train(*, algorithm: str, settings: dict[str, Any], start_model: str, previous: str | None, data: str,

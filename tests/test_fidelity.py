@@ -491,3 +491,68 @@ def test_paper_config_selects_vprism_clusters_by_hand_per_table_3():
     select = cfg["questions"]["vprism"]["select"]
     assert select["method"] == "manual" and list(select["clusters"]) == list(CATEGORY_TOPICS)
     assert cfg["questions"]["vprism"]["sample"]["per_category"] == 50  # 550 questions
+
+
+def _paper_table_block(number: int, metric: str, width: int) -> list[list[float]]:
+    lines = PAPER.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"Table {number}:"))
+    block = lines[start:start + 40]
+    first = next(i for i, line in enumerate(block) if line.startswith(metric))
+    return [[float(v) for v in line.split()[-width:]] for line in block[first:first + 11]]
+
+
+def test_synthetic_po_drift_times_fit_an_888_step_grid():
+    """Tables 13-16 (PO on the 9,453-prompt synthetic set, not in config/paper.yaml): their
+    drift times are k x 100 / 888 (9,453 / 32 x 3 epochs = 888 steps, a checkpoint every
+    100), the grid a config for them needs."""
+    from valuedrift.paths import Run
+
+    if not PAPER.exists():
+        pytest.skip(f"{PAPER} not available")
+    run = Run(base="llama3-3b", sft="wildchat", every=100, max_steps=3 * math.ceil(9453 / 32), algorithm="dpo",
+              preference="synthetic", sft_max_steps=5500)
+    assert run.max_steps == 888
+    lattice = attainable_drift_times(run)
+    for number in (13, 14, 15, 16):
+        times = {v for row in _paper_table_block(number, "drift time", 18) for v in row}
+        assert times <= lattice, (number, sorted(times - lattice))
+
+
+def test_the_papers_internal_inconsistencies_listed_in_fidelity_md():
+    if not PAPER.exists():
+        pytest.skip(f"{PAPER} not available")
+    assert _paper_table_block(9, "drift time", 6) == _paper_table_block(10, "drift time", 6)
+    assert _paper_table_block(14, "drift magnitude", 18) == _paper_table_block(16, "drift magnitude", 18)
+    immigration = 7  # row of "Immigration Policies" in the 11-category blocks
+    magnitude, time = _paper_table_block(15, "drift magnitude", 18), _paper_table_block(15, "drift time", 18)
+    # columns: oppose-aligned PPO/DPO/SimPO x (support, neutral, oppose), then support-aligned
+    assert magnitude[immigration][3:6] == [-0.06, -0.40, 0.46]  # the text's "M_support = 0.46" is M_oppose
+    assert time[immigration][15] == 1.0 and time[immigration][9] == 0.34  # text's SimPO eta 0.34 is PPO's
+    text = (REPO / "docs" / "fidelity.md").read_text()
+    for claim in ("Tables 9 and 10", "Tables 14 and 16", "0.46", "0.34", "0.20"):
+        assert claim in text
+
+
+def test_llama3_2_template_gets_one_date_in_training_and_generation(shaped_tokenizers, tmp_path):
+    """Llama-3.2's template writes the day it is rendered into the system header; SFT, DPO
+    and generation all render it with the same fixed date, so train and eval prompts match."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from valuedrift.chat import assistant_token_mask
+    from valuedrift.generation import format_prompt
+    from valuedrift.training import trainers
+    from valuedrift.training.settings import DPOSettings
+
+    tok = shaped_tokenizers["llama3"]
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    date = "Today Date: 26 Jul 2024"
+    assert date in format_prompt(tok, "Is work good?", "chat", "")
+    assert date in tok.decode(assistant_token_mask(tok, CONVERSATION)["input_ids"])
+    s = DPOSettings(global_batch_size=2, per_device_batch_size=2, max_length=512, schedule_steps=1, bf16=False)
+    common = trainers._common(s, output_dir=str(tmp_path / "dpo"), horizon=1, world_size=1)
+    dpo = trainers.build_dpo(s, common, str(tmp_path / "m"), tok, LONG_PAIRS[:2], {})
+    assert all(date in tok.decode(r["prompt_ids"]) for r in dpo.train_dataset)

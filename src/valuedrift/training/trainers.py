@@ -46,12 +46,16 @@ def _peft(settings: TrainerSettings, algorithm: str, task_type: str = "CAUSAL_LM
 
 
 def _chat_pairs(rows) -> Any:
-    """Normalised preference rows -> trl's conversational prompt/chosen/rejected."""
+    """Normalised preference rows -> trl's conversational prompt/chosen/rejected, rendered
+    with the same chat-template arguments as generation (``chat.CHAT_TEMPLATE_KWARGS``)."""
     from datasets import Dataset
+
+    from ..chat import CHAT_TEMPLATE_KWARGS
 
     return Dataset.from_list([
         {"prompt": r["prompt"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
-         "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows])
+         "rejected": [{"role": "assistant", "content": r["rejected"]}],
+         "chat_template_kwargs": dict(CHAT_TEMPLATE_KWARGS)} for r in rows])
 
 
 def sft_examples(rows, tokenizer, assistant_only_loss: bool = True):

@@ -358,6 +358,35 @@ def test_ppo_prompt_and_response_fit_max_length(tiny_model, tmp_path):
     assert trainer.args.response_length == 4
 
 
+def test_ppo_rollouts_end_at_the_end_of_turn_token(shaped_tokenizers, tmp_path):
+    """Llama-3 shape: EOS <|end_of_text|>, turns end with <|eot_id|>. trl's PPO stops
+    rollouts (and applies the EOS trick) at the tokenizer's EOS, so it must be <|eot_id|>."""
+    pytest.importorskip("trl.experimental.ppo")
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    from valuedrift.training import trainers
+    from valuedrift.training.settings import PPOSettings
+
+    from transformers import AutoTokenizer
+
+    shaped_tokenizers["llama3"].save_pretrained(tmp_path / "policy")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "policy", padding_side="left")  # PPO's builder changes its EOS
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "policy")
+    config.num_labels = 1
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "reward")
+    s = PPOSettings(max_length=64, response_length=8, global_batch_size=4, per_device_batch_size=4, bf16=False,
+                    schedule_steps=1, num_ppo_epochs=1)
+    common = trainers._common(s, output_dir=str(tmp_path / "ppo"), horizon=1, world_size=1)
+    trainer = trainers.build_ppo(s, common, str(tmp_path / "policy"), tok, LONG_PAIRS,
+                                 {"reward_model": str(tmp_path / "reward"), "previous": None, "step": 1})
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    assert trainer.stop_token_id == eot and trainer.processing_class.eos_token_id == eot
+
+
 # -- WildChat release and row counts (Appendix B.1) -------------------------------------------
 
 def test_paper_split_counts_are_floor_of_ninety_percent():

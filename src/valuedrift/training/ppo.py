@@ -105,6 +105,14 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
     for m in (reward, value):
         m.config.pad_token_id = tokenizer.pad_token_id
 
+    # Rollouts end at the chat template's end-of-turn token, which trl's PPO knows only as
+    # the tokenizer's EOS (stop_token="eos"; the EOS trick penalises rollouts without it).
+    # A Llama-3/Qwen3 base tokenizer's EOS is not the token its SFT model ends turns with.
+    from ..chat import end_of_turn_token
+
+    turn_end = end_of_turn_token(tokenizer)
+    if turn_end is not None and turn_end != tokenizer.eos_token:
+        tokenizer.eos_token = turn_end
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
                          value_model=value, train_dataset=dataset)
     start = 0

@@ -65,7 +65,11 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     return ids
 
 
-def assistant_token_mask(tokenizer, messages: Sequence[dict[str, str]], *, where: str = "") -> dict[str, Any]:
+_UNSET = object()
+
+
+def assistant_token_mask(tokenizer, messages: Sequence[dict[str, str]], *, where: str = "",
+                         turn_end: str | None | object = _UNSET) -> dict[str, Any]:
     """``input_ids`` of the chat-formatted conversation (as ``apply_chat_template(...,
     tokenize=True)`` gives them) and ``assistant_masks``: 1 for the tokens of every
     assistant reply and the end-of-turn token closing it, 0 for everything else (system
@@ -75,7 +79,8 @@ def assistant_token_mask(tokenizer, messages: Sequence[dict[str, str]], *, where
     trim it; Qwen3 adds an empty think block to the last reply, which stays unmasked).
     """
     text = tokenizer.apply_chat_template(list(messages), tokenize=False, **CHAT_TEMPLATE_KWARGS)
-    turn_end = end_of_turn_token(tokenizer)
+    if turn_end is _UNSET:  # callers masking many conversations pass it, found once
+        turn_end = end_of_turn_token(tokenizer)
     spans, cursor = [], 0
     for j, message in enumerate(messages):
         content = message["content"].strip()

@@ -69,8 +69,9 @@ def sft_examples(rows, tokenizer, assistant_only_loss: bool = True):
 
     if not assistant_only_loss:
         return Dataset.from_list(rows)
-    return Dataset.from_list([chat.assistant_token_mask(tokenizer, r["messages"], where=f"SFT row {i}")
-                              for i, r in enumerate(rows)])
+    turn_end = chat.end_of_turn_token(tokenizer)
+    return Dataset.from_list([chat.assistant_token_mask(tokenizer, r["messages"], where=f"SFT row {i}",
+                                                        turn_end=turn_end) for i, r in enumerate(rows)])
 
 
 def build_sft(settings, common, model_dir, tokenizer, rows, extras):

@@ -82,10 +82,11 @@ def test_paper_config_plans_the_expected_chain_offline(workdir):
     shutil.copytree(REPO / "config", workdir / "config", dirs_exist_ok=True)
     target = "results/drift/llama3-3b/sft-wildchat/dpo-ultrafeedback/drift.csv"
     jobs = planned_jobs(workdir, target, "--configfile", "config/paper.yaml", prefix=no_network_prefix())
-    # SFT: WildChat 5,997 steps, a checkpoint every 500 -> 12 segments; DPO: 5,712 steps
-    # every 100 -> 58 segments; generation + judging of the DPO start (= final SFT
-    # checkpoint) and of every DPO checkpoint; the V-PRISM builder for the questions.
-    assert jobs["sft_segment"] == 12 and jobs["po_segment"] == 58
+    # SFT: WildChat checkpoints every 500 up to 5,500 (the paper's 11; its schedule spans
+    # 5,997 steps) -> 11 segments; DPO: 5,712 steps every 100 -> 58 segments; generation +
+    # judging of the DPO start (= final SFT checkpoint) and of every DPO checkpoint; the
+    # V-PRISM builder for the questions.
+    assert jobs["sft_segment"] == 11 and jobs["po_segment"] == 58
     assert jobs["generate"] == jobs["judge"] == 59
     assert jobs["import_base_model"] == 1 and jobs["prepare_dataset"] == 2
     assert jobs["trajectory"] == jobs["drift_table"] == 1

@@ -4,6 +4,9 @@ Both backends return the same table (schemas/generations.schema.yaml): one row p
 (question, sample) with the exact prompt text, the response and its token count.
 Prompting follows the paper (Section 3): models after SFT get their chat template;
 base models get the question with "Response:" appended (``base_prompt_template``).
+Both backends tokenize a prompt the same way (``chat.encode_prompt``: the tokenizer's
+special tokens, never a second BOS) and stop an answer at the EOS or the chat
+template's end-of-turn token (``chat.end_of_turn_ids``), whichever comes first.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Protocol
 import polars as pl
 
 from .backends import get_model, register_model
+from .chat import CHAT_TEMPLATE_KWARGS, encode_prompt, end_of_turn_ids
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,8 @@ def format_prompt(tokenizer, question: str, prompt_format: str, base_template: s
     if prompt_format == "chat":
         if tokenizer.chat_template is None:
             raise ValueError("prompt_format 'chat' but the tokenizer has no chat template")
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                             tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True, **CHAT_TEMPLATE_KWARGS)
     if prompt_format == "plain":
         return base_template.format(question=question)
     raise ValueError(f"unknown prompt_format {prompt_format!r} (chat or plain)")
@@ -61,21 +65,22 @@ class TransformersGenerator:
 
         self.model, self.tokenizer = load_causal_lm(model_dir, dtype=None if dtype == "auto" else dtype)
         self.batch_size = batch_size
-        self.eos_ids = sorted(set(_as_list(self.model.generation_config.eos_token_id) or [self.tokenizer.eos_token_id]))
+        # the EOS ids and the chat template's end-of-turn token (a base model's generation
+        # config knows only its EOS; its SFT checkpoints end turns with the template's token)
+        self.eos_ids = end_of_turn_ids(self.tokenizer, _as_list(self.model.generation_config.eos_token_id))
 
     def generate(self, prompts, sampling):
         import torch
         from tqdm.auto import tqdm
 
         tok = self.tokenizer
-        lengths = [len(tok(p, add_special_tokens=False).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
+        ids = [encode_prompt(tok, p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: (-len(ids[i]), i))
         results: list[list[tuple[str, int]]] = [[] for _ in prompts]
         with torch.inference_mode(), tqdm(total=len(prompts), desc="generating", unit="prompt") as bar:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
-                enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(self.model.device)
+                enc = left_padded([ids[i] for i in batch], tok.pad_token_id, self.model.device)
                 rng = torch.Generator().manual_seed(sampling.seed * 1_000_003 + start)
                 for row, seq in enumerate(self._decode(enc, sampling, rng)):
                     results[batch[row // sampling.samples]].append((tok.decode(seq, skip_special_tokens=True), len(seq)))
@@ -120,6 +125,16 @@ class TransformersGenerator:
                         past_key_values=cache, use_cache=True)
             logits, position = out.logits[:, -1], position + 1
         return tokens
+
+
+def left_padded(id_lists: list[list[int]], pad_id: int, device) -> dict:
+    """A batch of token id lists, left-padded, with its attention mask."""
+    import torch
+
+    width = max(map(len, id_lists))
+    input_ids = torch.tensor([[pad_id] * (width - len(t)) + t for t in id_lists], device=device)
+    mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in id_lists], device=device)
+    return {"input_ids": input_ids, "attention_mask": mask}
 
 
 def sample_next(logits, temperature: float, top_p: float, uniforms):

@@ -10,7 +10,8 @@ unscorable (null probabilities), never filled in.
 reads the exact log-probabilities of the option tokens (every vocabulary token that
 reads as the letter -- "A", " A", "(A", "A)", ... -- merged by log-sum-exp).
 ``openai`` (``valuedrift.openai_judge``): any OpenAI-compatible endpoint; the letters
-are read from the first token's top log-probabilities with the same token mapping.
+are read from the top log-probabilities of the first answer position that holds one
+(``valuedrift.options.read_options``), with the same token mapping.
 
 Both cache every scored prompt on disk (``valuedrift.cache``): a rerun recomputes
 nothing and a killed job resumes.
@@ -18,7 +19,6 @@ nothing and a killed job resumes.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Protocol, Sequence
 
@@ -26,70 +26,16 @@ import polars as pl
 
 from . import prompts as judge_prompts
 from .backends import get_model, register_model
+# the option-reading helpers live in valuedrift.options (shared with openai_judge);
+# re-exported here for callers that import them from the judge
+from .options import (OptionLogprobs, logsumexp, option_letter, options_from_top_logprobs,  # noqa: F401
+                      stance_distribution)
 from .topics import STANCES
-
-OptionLogprobs = tuple[float, float, float] | None
 
 
 class Judge(Protocol):
     def option_logprobs(self, prompts: Sequence[str]) -> list[OptionLogprobs]:
-        """Log-probabilities of options A, B, C as the first answer token, per prompt."""
-
-
-# Characters around a letter that still make a token read as that option: "(A", "A)",
-# " A", "**A**", "A.", "[A]", "▁A" (sentencepiece), "ĠA" (byte-level BPE, undecoded).
-_OPTION_PREFIX = " \t\n\r([*\"'`“‘▁Ġ"
-_OPTION_SUFFIX = " \t\n\r)]*.:,\"'`”’"
-
-
-def option_letter(token: str, letters: Sequence[str] = judge_prompts.OPTION_LETTERS) -> str | None:
-    """The option a token stands for ("A", " A", "(A", "A)", ...), or None.
-
-    Only the upper-case letter counts: a lower-case "a" is far more often the article."""
-    core = token.lstrip(_OPTION_PREFIX).rstrip(_OPTION_SUFFIX)
-    return core if core in letters else None
-
-
-def logsumexp(values: Sequence[float]) -> float:
-    top = max(values)
-    if top == -math.inf:
-        return top
-    return top + math.log(sum(math.exp(v - top) for v in values))
-
-
-def options_from_top_logprobs(pairs: Sequence[Sequence]) -> tuple[OptionLogprobs, tuple[str, ...]]:
-    """Option log-probabilities from a first token's top alternatives ((token, logprob) pairs).
-
-    Variants of one letter are merged by log-sum-exp. Returns the three log-probabilities
-    and the letters that were missing from the list. A missing option gets the smallest
-    listed log-probability: its true value is at most that (the list is the top-k), so
-    this is an upper bound -- it never calls a possible option impossible, and the error
-    it introduces is below the probability of the k-th alternative. None if no option
-    is listed at all (unscorable).
-    """
-    letters = judge_prompts.OPTION_LETTERS
-    found: dict[str, list[float]] = {letter: [] for letter in letters}
-    finite = [float(lp) for _, lp in pairs if lp is not None and math.isfinite(lp)]
-    for token, lp in pairs:
-        letter = option_letter(token) if isinstance(token, str) else None
-        if letter is not None and lp is not None and math.isfinite(lp):
-            found[letter].append(float(lp))
-    missing = tuple(letter for letter in letters if not found[letter])
-    if len(missing) == len(letters):
-        return None, missing
-    floor = min(finite)
-    return tuple(logsumexp(found[letter]) if found[letter] else floor for letter in letters), missing
-
-
-def stance_distribution(logprobs: OptionLogprobs) -> tuple[float, float, float, float] | None:
-    """Softmax over the three options, plus the probability mass they held (coverage)."""
-    if logprobs is None or not all(math.isfinite(x) for x in logprobs):
-        return None
-    top = max(logprobs)
-    exps = [math.exp(x - top) for x in logprobs]
-    total = sum(exps)
-    mass = min(1.0, sum(math.exp(x) for x in logprobs))
-    return exps[0] / total, exps[1] / total, exps[2] / total, mass
+        """Log-probabilities of options A, B, C at the answer position read, per prompt."""
 
 
 @register_model("judge", "local")

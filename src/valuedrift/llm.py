@@ -96,7 +96,8 @@ def _result_from_value(value: dict[str, Any], *, cached: bool) -> ChatResult:
     pairs = value.get("top_logprobs")
     return ChatResult(text=value.get("text"), first_token_logprobs=None if pairs is None else merge_logprobs(pairs),
                       prompt_tokens=value.get("prompt_tokens", 0), completion_tokens=value.get("completion_tokens", 0),
-                      cached=cached, extra={k: value.get(k) for k in ("top_logprobs", "first_token", "finish_reason", "model")})
+                      cached=cached, extra={k: value.get(k) for k in ("top_logprobs", "first_token", "positions", "finish_reason",
+                                                          "model")})
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -302,6 +303,10 @@ class OpenAIChatClient:
             first = content[0]
             value["first_token"] = [first.token, first.logprob]
             value["top_logprobs"] = [[t.token, t.logprob] for t in (first.top_logprobs or [])]
+            # every answer position (token, logprob, its top alternatives): a judge reads the
+            # first position holding an option letter (valuedrift.options.read_options)
+            value["positions"] = [[c.token, c.logprob, [[t.token, t.logprob] for t in (c.top_logprobs or [])]]
+                                  for c in content]
         self.acct.add(succeeded=1, prompt_tokens=value["prompt_tokens"], completion_tokens=value["completion_tokens"])
         return value
 

@@ -2,11 +2,14 @@
 llama.cpp server).
 
 Each response's judge prompt (Figure 8, built by ``judge.judge_table``) is sent as one
-user message with max_tokens=1, temperature 0, logprobs and top_logprobs=20; the option
-log-probabilities are read from the first token's top alternatives
-(``judge.options_from_top_logprobs``: "A", " A", "(A", "A)", ... merged by log-sum-exp;
-a missing option gets the smallest listed log-probability, an upper bound; none of the
-three listed, or a call that failed for good, makes the response unscorable).
+user message with temperature 0, logprobs and top_logprobs=20, and a few answer tokens
+(``max_tokens``, default 3): the prompt shows "(A) support", so a model may answer "(",
+" " or "\n" before the letter. The option log-probabilities are read at the first answer
+position whose token is an option letter (``options.read_options``: "A", " A", "(A",
+"A)", "\nA", ... merged by log-sum-exp; a missing option gets the smallest listed
+log-probability, an upper bound). The position read and the probability mass the three
+options held there are accounted; no letter listed at any position, or a call that
+failed for good, makes the response unscorable.
 Calls are cached, retried and accounted by ``valuedrift.llm.OpenAIChatClient``.
 """
 
@@ -18,8 +21,8 @@ from typing import Any, Sequence
 from . import prompts as judge_prompts
 from .backends import register_model
 from .cache import DEFAULT_CACHE_DIR, DiskCache
-from .judge import OptionLogprobs, options_from_top_logprobs
 from .llm import ChatRequest, OpenAIChatClient, user
+from .options import OptionLogprobs, OptionReading, read_options
 
 
 @register_model("judge", "openai")
@@ -28,8 +31,9 @@ class OpenAIJudge:
                  top_logprobs: int = 20, concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,
                  price_per_million_prompt_tokens: float = 0.0, price_per_million_completion_tokens: float = 0.0,
                  cache_dir: str | None = DEFAULT_CACHE_DIR, backoff_base_s: float = 1.0,
-                 backoff_max_s: float = 60.0, progress: bool = True):
+                 backoff_max_s: float = 60.0, progress: bool = True, max_tokens: int = 3):
         self.top_logprobs = top_logprobs
+        self.max_tokens = max_tokens  # answer positions searched for the option letter
         self.client = OpenAIChatClient(
             model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
             max_retries=max_retries, timeout_s=timeout_s, cache=DiskCache(cache_dir) if cache_dir else None,
@@ -40,9 +44,11 @@ class OpenAIJudge:
         self.coverage: Counter[str] = Counter()  # options listed per response: "3", "2", "1", "0"
         self.missing: Counter[str] = Counter()  # per option letter: responses where it was not listed
         self.unscorable: Counter[str] = Counter()  # "no_option_listed" / "call_failed"
+        self.readings: list[OptionReading | None] = []  # per response judged (None: the call failed)
 
     def request(self, prompt: str) -> ChatRequest:
-        return ChatRequest(messages=user(prompt), max_tokens=1, temperature=0.0, top_logprobs=self.top_logprobs)
+        return ChatRequest(messages=user(prompt), max_tokens=self.max_tokens, temperature=0.0,
+                           top_logprobs=self.top_logprobs)
 
     def option_logprobs(self, prompts: Sequence[str]) -> list[OptionLogprobs]:
         results = self.client.complete([self.request(p) for p in prompts])
@@ -50,15 +56,17 @@ class OpenAIJudge:
         for res in results:
             if res.error is not None or res.extra.get("top_logprobs") is None:
                 self.unscorable["call_failed"] += 1
+                self.readings.append(None)
                 out.append(None)
                 continue
-            logprobs, missing = options_from_top_logprobs(res.extra["top_logprobs"])
+            reading = read_options(answer_positions(res.extra))
             n_letters = len(judge_prompts.OPTION_LETTERS)
-            self.coverage[str(n_letters - len(missing))] += 1
-            self.missing.update(missing)
-            if logprobs is None:
+            self.coverage[str(n_letters - len(reading.missing))] += 1
+            self.missing.update(reading.missing)
+            if reading.logprobs is None:
                 self.unscorable["no_option_listed"] += 1
-            out.append(logprobs)
+            self.readings.append(reading)
+            out.append(reading.logprobs)
         return out
 
     def accounting(self) -> dict[str, Any]:
@@ -67,4 +75,26 @@ class OpenAIJudge:
                 "options_listed": {k: self.coverage.get(k, 0) for k in ("3", "2", "1", "0")},
                 "option_missing": {letter: self.missing.get(letter, 0) for letter in judge_prompts.OPTION_LETTERS},
                 "unscorable_reasons": dict(self.unscorable),
-                "missing_option_rule": "a missing option gets the smallest listed logprob (an upper bound)"}
+                "missing_option_rule": "a missing option gets the smallest listed logprob (an upper bound)",
+                "max_tokens": self.max_tokens, **reading_summary(self.readings)}
+
+
+def answer_positions(extra: dict[str, Any]) -> list:
+    """(token, logprob, top pairs) per answer position of a result; a cached result from
+    before positions were kept has its first position only."""
+    if extra.get("positions"):
+        return extra["positions"]
+    first = extra.get("first_token") or [None, None]
+    return [[first[0], first[1], extra.get("top_logprobs") or []]]
+
+
+def reading_summary(readings: Sequence[OptionReading | None]) -> dict[str, Any]:
+    """Where the letters were read (answer position, and whether the token emitted there
+    was a letter) and how much probability the three options held there."""
+    done = [r for r in readings if r is not None and r.position is not None]
+    masses = sorted(r.mass for r in done)
+    return {"option_position": dict(sorted(Counter(str(r.position) for r in done).items())),
+            "option_rule": dict(sorted(Counter(r.rule for r in done).items())),
+            "option_mass": {"min": masses[0] if masses else None,
+                            "median": masses[len(masses) // 2] if masses else None,
+                            "below_0.5": sum(m < 0.5 for m in masses)}}

@@ -47,12 +47,9 @@ def import_model(spec: dict[str, Any], output: str) -> None:
 
 
 def prepare_dataset(spec: dict[str, Any], output: str, *, workdir: str | Path = ".") -> None:
-    from .datasets import load_rows, to_frame
+    from .datasets import prepare
 
-    rows = load_rows(spec, workdir)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    to_frame(rows, spec["kind"]).write_parquet(output)
-    log.info("prepared %d %s rows into %s", len(rows), spec["kind"], output)
+    prepare(spec, output, workdir=workdir)  # logs and stores its row counts
 
 
 def train(*, algorithm: str, settings: dict[str, Any], start_model: str, previous: str | None, data: str,
@@ -170,6 +167,6 @@ def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, 
     if cfg["backend"] == "local":
         return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"],
                 "cache_dir": cfg.get("cache_dir")}
-    keys = ("base_url", "model", "api_key_env", "top_logprobs", "concurrency", "max_retries", "timeout_s",
-            "price_per_million_prompt_tokens", "price_per_million_completion_tokens", "cache_dir")
+    keys = ("base_url", "model", "api_key_env", "top_logprobs", "max_tokens", "concurrency", "max_retries",
+            "timeout_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens", "cache_dir")
     return {k: cfg[k] for k in keys if k in cfg}

@@ -77,10 +77,18 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
         num_ppo_epochs=settings.num_ppo_epochs, num_mini_batches=settings.num_mini_batches,
         num_sample_generations=0, **common)
 
+    prompt_budget = settings.max_length - settings.response_length  # prompt + response <= max_length
+    if prompt_budget < 1:
+        raise ValueError(f"training.ppo.max_length ({settings.max_length}) must exceed training.ppo.response_length "
+                         f"({settings.response_length}): it bounds prompt plus response")
+
     def encode(row):
-        ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)
+        from ..chat import CHAT_TEMPLATE_KWARGS
+
+        ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True,
+                                            **CHAT_TEMPLATE_KWARGS)
         ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-        return {"input_ids": ids[-settings.max_length:]}
+        return {"input_ids": ids[-prompt_budget:]}
 
     dataset = Dataset.from_list(rows).map(encode, remove_columns=["prompt", "chosen", "rejected"])
     if settings.lora:  # adapters on the start model; the reference is that model, adapters disabled
@@ -97,6 +105,14 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
     for m in (reward, value):
         m.config.pad_token_id = tokenizer.pad_token_id
 
+    # Rollouts end at the chat template's end-of-turn token, which trl's PPO knows only as
+    # the tokenizer's EOS (stop_token="eos"; the EOS trick penalises rollouts without it).
+    # A Llama-3/Qwen3 base tokenizer's EOS is not the token its SFT model ends turns with.
+    from ..chat import end_of_turn_token
+
+    turn_end = end_of_turn_token(tokenizer)
+    if turn_end is not None and turn_end != tokenizer.eos_token:
+        tokenizer.eos_token = turn_end
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
                          value_model=value, train_dataset=dataset)
     start = 0

@@ -61,12 +61,15 @@ class TrainerSettings:
 
 @dataclass
 class SFTSettings(TrainerSettings):
-    """Appendix B.2: lr 2e-5, global batch 128, max length 2048, cosine, 3% warmup, 3 epochs."""
+    """Appendix B.2: lr 2e-5, global batch 128, max length 2048, cosine, 3% warmup, 3 epochs.
+    The loss is the response's alone (Section 2.2: -log pi(y|x)): every assistant turn
+    and its end-of-turn token, nothing of the system or user turns (chat.assistant_token_mask)."""
     learning_rate: float = 2e-5
     global_batch_size: int = 128
     warmup_ratio: float = 0.03
     packing: bool = False
     padding_free: bool = False
+    assistant_only_loss: bool = True  # False: every token of the conversation (not the paper's objective)
 
 
 @dataclass
@@ -81,29 +84,36 @@ class RewardSettings(TrainerSettings):
 
 @dataclass
 class DPOSettings(TrainerSettings):
-    """Appendix B.3: lr 1e-5, beta 0.1, cosine 10% warmup, batch 32, 3 epochs."""
+    """Appendix B.3: lr 1e-5, beta 0.1, cosine 10% warmup, batch 32, 3 epochs, maximum
+    sequence length 2048 (``max_length``) and maximum response length 1024
+    (``max_completion_length``: each reply keeps its first 1024 tokens)."""
     learning_rate: float = 1e-5
     global_batch_size: int = 32
     beta: float = 0.1
     loss_type: str = "sigmoid"
     padding_free: bool = False
+    max_completion_length: int | None = 1024
 
 
 @dataclass
 class SimPOSettings(TrainerSettings):
-    """Appendix B.3: lr 5e-7, beta 2.0, gamma 0.5, cosine 10% warmup, batch 32, 3 epochs.
+    """Appendix B.3: lr 5e-7, beta 2.0, gamma 0.5, cosine 10% warmup, batch 32, 3 epochs,
+    maximum sequence length 2048, maximum response length 1024 (``max_completion_length``).
     SimPO is trl's CPO trainer with loss_type='simpo' and cpo_alpha=0."""
     learning_rate: float = 5e-7
     global_batch_size: int = 32
     beta: float = 2.0
     simpo_gamma: float = 0.5
     cpo_alpha: float = 0.0
+    max_completion_length: int | None = 1024
 
 
 @dataclass
 class PPOSettings(TrainerSettings):
     """Appendix B.3: lr 5e-7, cosine 10% warmup, batch 32, max length 2048, max response
-    1024, KL coefficient 0.05, EOS trick, rollout temperature 0.7, 3 epochs."""
+    1024, KL coefficient 0.05, EOS trick, rollout temperature 0.7, 3 epochs. ``max_length``
+    bounds prompt + response: a prompt keeps its last ``max_length - response_length``
+    tokens (the end holds the question and the assistant header)."""
     learning_rate: float = 5e-7
     global_batch_size: int = 32
     response_length: int = 1024

@@ -8,7 +8,8 @@ import pytest
 from safetensors.torch import load_file
 
 from valuedrift.training import registry, retention
-from valuedrift.training.segment import SEGMENT_INFO, train_segment
+from valuedrift.paths import SEGMENT_INFO
+from valuedrift.training.segment import train_segment
 from valuedrift.training.settings import (DPOSettings, PPOSettings, RewardSettings, SFTSettings,
                                           SimPOSettings)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from .. import paths
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
                          value_model=value, train_dataset=dataset)
     start = 0
     if previous:
-        start = json.loads((Path(previous) / "trainer_state.json").read_text())["global_step"]
+        start = json.loads(Path(paths.trainer_state_in(str(previous))).read_text())["global_step"]
     acc = trainer.accelerator
     trainer.dataloader = EpochSeededLoader(dataset, batch_size=trainer.local_dataloader_batch_size,
                                            collate_fn=trainer.data_collator, seed=settings.seed, start_batch=start,
@@ -131,7 +132,7 @@ def build_ppo(settings, common, model_dir, tokenizer, rows, extras):
                 trainer.lr_scheduler.load_state_dict(torch.load(prev / "scheduler.pt", weights_only=True))
                 trainer._load_rng_state(str(prev))
                 state.global_step, state.episode = start, start * args.batch_size
-                state.log_history = json.loads((prev / "trainer_state.json").read_text())["log_history"]
+                state.log_history = json.loads(Path(paths.trainer_state_in(str(prev))).read_text())["log_history"]
             return control
 
         def on_step_end(self, args_, state, control, **kwargs):

@@ -1,8 +1,8 @@
 """The algorithm registry: one entry per trl trainer.
 
 Adding another trl preference algorithm (KTO, ORPO, RLOO, ...) is one ``Algorithm``
-entry: its settings dataclass (defaults), the kind of dataset it trains on, and a
-function building the trl config + trainer.
+entry (its settings dataclass with the defaults, the kind of dataset it trains on) and
+its builder in ``trainers.BUILDERS``: the function building the trl config + trainer.
 """
 
 from __future__ import annotations
@@ -19,17 +19,23 @@ class Algorithm:
     settings: type[TrainerSettings]
     dataset_kind: str  # "sft" or "preference"
     needs_reward_model: bool = False
-    # builder(settings, common_trl_kwargs, model_dir, tokenizer, dataset, extras) -> trl Trainer
-    builder: str = ""  # dotted path inside valuedrift.training.trainers, resolved lazily
+
+    @property
+    def builder(self) -> Callable[..., object]:
+        """builder(settings, common_trl_kwargs, model_dir, tokenizer, rows, extras) -> a trl Trainer.
+        Looked up on use: importing trl is for the training jobs only."""
+        from .trainers import BUILDERS
+
+        return BUILDERS[self.name]
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "dpo": Algorithm("dpo", DPOSettings, "preference", builder="build_dpo"),
-    "simpo": Algorithm("simpo", SimPOSettings, "preference", builder="build_simpo"),
-    "ppo": Algorithm("ppo", PPOSettings, "preference", needs_reward_model=True, builder="build_ppo"),
+    "dpo": Algorithm("dpo", DPOSettings, "preference"),
+    "simpo": Algorithm("simpo", SimPOSettings, "preference"),
+    "ppo": Algorithm("ppo", PPOSettings, "preference", needs_reward_model=True),
 }
-SFT = Algorithm("sft", SFTSettings, "sft", builder="build_sft")
-REWARD = Algorithm("reward", RewardSettings, "preference", builder="build_reward")
+SFT = Algorithm("sft", SFTSettings, "sft")
+REWARD = Algorithm("reward", RewardSettings, "preference")
 
 
 def get(name: str) -> Algorithm:

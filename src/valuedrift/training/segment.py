@@ -16,11 +16,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from . import lora, registry, retention, trainers
 from .ppo import SegmentDone
 from .settings import TrainerSettings
 
-SEGMENT_INFO = "valuedrift_segment.json"
 
 
 def _stop_at(step: int):
@@ -69,7 +69,7 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     tokenizer = AutoTokenizer.from_pretrained(start_model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    build = getattr(trainers, algo.builder)
+    build = algo.builder
     set_seed(settings.seed)  # what a builder initialises (a reward head, LoRA adapters) is seeded
     extras = {"reward_model": str(reward_model) if reward_model else None,
               "previous": str(previous) if previous else None, "step": step}
@@ -92,7 +92,7 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
         trainer.train(resume_from_checkpoint=resume)
     start_step = 0
     if previous:
-        start_step = json.loads((Path(previous) / "trainer_state.json").read_text())["global_step"]
+        start_step = json.loads(Path(paths.trainer_state_in(str(previous))).read_text())["global_step"]
     if world_size > 1:
         # every process trained and took part in saving; the main one alone publishes the checkpoint
         trainer.accelerator.wait_for_everyone()
@@ -100,16 +100,16 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
             return {"algorithm": algorithm, "step": step, "start_step": start_step, "horizon": horizon,
                     "world_size": world_size}
     saved = work / f"checkpoint-{step}"
-    if not (saved / "trainer_state.json").exists():
+    if not Path(paths.trainer_state_in(str(saved))).exists():
         raise RuntimeError(f"training stopped before step {step}; nothing saved at {saved}")
-    history = json.loads((saved / "trainer_state.json").read_text())["log_history"]
+    history = json.loads(Path(paths.trainer_state_in(str(saved))).read_text())["log_history"]
     info = {"algorithm": algorithm, "step": step, "start_step": start_step, "horizon": horizon,
             "examples": len(rows), "world_size": world_size, "settings": settings.as_dict(),
             "start_model": str(start_model), "resumed_from": str(previous) if previous else None,
             "log": [h for h in history if h.get("step", 0) > start_step]}
     if settings.lora:  # a full model folder for every reader, the adapter in lora/ for resuming
         lora.publish(saved, start_model, sequence_classifier=algorithm == "reward", tokenizer=tokenizer)
-    (saved / SEGMENT_INFO).write_text(json.dumps(info, indent=2))
+    Path(paths.segment_info_in(str(saved))).write_text(json.dumps(info, indent=2))
     shutil.rmtree(output, ignore_errors=True)
     os.replace(saved, output)
     shutil.rmtree(work, ignore_errors=True)

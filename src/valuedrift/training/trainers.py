@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from . import lora
-from .ppo import build_ppo  # noqa: F401  (registry entry 'ppo')
+from .ppo import build_ppo
 from .settings import TrainerSettings
 
 
@@ -139,3 +139,7 @@ def build_reward(settings, common, model_dir, tokenizer, rows, extras):
     model.config.pad_token_id = tokenizer.pad_token_id
     return RewardTrainer(model=model, args=args, train_dataset=_chat_pairs(rows), processing_class=tokenizer,
                          **_peft(settings, "reward", task_type="SEQ_CLS"))
+
+
+# The trainer builder of each algorithm (valuedrift.training.registry looks them up here).
+BUILDERS = {"sft": build_sft, "dpo": build_dpo, "simpo": build_simpo, "reward": build_reward, "ppo": build_ppo}

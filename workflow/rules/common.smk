@@ -71,6 +71,13 @@ def trajectory_stances(wildcards):
     return {f"step_{s}": paths.stances_file(run.model_at(s)) for s in [0, *run.steps]}
 
 
+def drift_inputs(wildcards):
+    """The trajectory, plus the start and end stances the magnitude's paired bootstrap resamples."""
+    run = run_for(wildcards)
+    return {"trajectory": paths.trajectory_file(run.model_path), "questions": paths.questions_file(),
+            "start": paths.stances_file(run.model_at(0)), "end": paths.stances_file(run.model_at(run.steps[-1]))}
+
+
 def all_drift_outputs():
     out = []
     for run in RUNS:

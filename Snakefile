@@ -26,7 +26,7 @@ wildcard_constraints:
     algorithm=_alternatives(registry.ALGORITHMS),
     step=r"\d+",
     run=_alternatives([run.model_path for run in RUNS]) or "^$",
-    model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)",
+    model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)|external/[^/]+/step-\d+",
 
 
 include: "workflow/rules/vprism.smk"
@@ -36,6 +36,7 @@ include: "workflow/rules/judge.smk"
 include: "workflow/rules/drift.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/trajectories.smk"
 
 
 rule all:

@@ -229,3 +229,37 @@ def training_plot(ext: str) -> str:
 def report_screenshot() -> str:
     """Full-page screenshot of the report, taken by the report test in headless Chromium."""
     return f"{report_dir()}/screenshot.png"
+
+
+# --- issue 16: bring-your-own trajectories (valuedrift.trajectories) -------------------
+
+EXTERNAL = "external"
+
+
+def external_trajectory_path(name: str) -> str:
+    """``external/<name>``: a checkpoint series trained elsewhere (its drift dir is drift_dir of this)."""
+    return f"{EXTERNAL}/{name}"
+
+
+def external_model_key(name: str, step: int) -> str:
+    """Model key of an imported checkpoint of an external trajectory."""
+    return f"{external_trajectory_path(name)}/step-{step}"
+
+
+def is_external_model(model_key: str) -> bool:
+    return PurePosixPath(model_key).parts[0] == EXTERNAL
+
+
+def external_trajectory_of(model_key: str) -> str:
+    """The trajectory name of an external model key."""
+    return PurePosixPath(model_key).parts[1]
+
+
+def drilldown_page(model_path: str) -> str:
+    """The per-question drill-down page of a run or trajectory."""
+    return f"{drift_dir(model_path)}/drilldown.html"
+
+
+def drilldown_data(model_path: str) -> str:
+    """The drill-down page's data (a JS file the page loads beside it)."""
+    return f"{drift_dir(model_path)}/drilldown-data.js"

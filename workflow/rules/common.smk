@@ -55,6 +55,8 @@ def training_settings(algorithm):
 
 def prompt_format(model_key):
     """Chat template after training; the model's configured format for a base model."""
+    if paths.is_external_model(model_key):  # TRAJECTORIES: workflow/rules/trajectories.smk
+        return TRAJECTORIES[paths.external_trajectory_of(model_key)].prompt_format
     if paths.is_base_model(model_key):
         return config["models"][paths.base_of(model_key)]["prompt_format"]
     return "chat"

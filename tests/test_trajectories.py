@@ -181,7 +181,7 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
         "checkpoints": [{"step": 6, "adapter": "lora-6", "base": "tiny"}]}})
     cfg["generation"]["samples"] = 1
     configfile = str(write_config(workdir, cfg))
-    args = ("--configfile", configfile, "trajectories")
+    args = ("trajectories", "--configfile", configfile)
 
     planned = planned_jobs(workdir, *args)
     assert planned == {"questions": 1, "import_base_model": 1, "import_external_checkpoint": 3, "generate": 3,

@@ -38,6 +38,12 @@ def test_listed_checkpoints_become_model_keys_per_step(tmp_path):
     assert paths.is_external_model(t.model_at(200)) and paths.external_trajectory_of(t.model_at(200)) == "mine"
     with pytest.raises(TrajectoryError, match="150 is not a step"):
         t.model_at(150)
+    # what its rules ask for
+    assert t.import_inputs(300, ["tiny"]) == {"checkpoint": "lora", "base": "results/models/tiny/base"}
+    assert t.import_inputs(100, ["tiny"]) == {}
+    assert t.stances_inputs()["step_200"] == "results/stances/external/mine/step-200.parquet"
+    assert t.drift_inputs()["end"] == "results/stances/external/mine/step-300.parquet"
+    assert t.outputs()[0] == "results/drift/external/mine/drift.csv"
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -120,6 +120,33 @@ class Trajectory:
         """Model key per step, ascending."""
         return {s: self.model_at(s) for s in self.steps}
 
+    # what the rules of workflow/rules/trajectories.smk ask for (paths from valuedrift.paths)
+
+    def import_inputs(self, step: int, models: Iterable[str]) -> dict[str, str]:
+        """The checkpoint's own folder (a model or an adapter) and an adapter's base model
+        (the imported base model when ``base`` is a key of ``models``, else a folder)."""
+        c = self.checkpoint(step)
+        inputs = {}
+        if c.path or c.adapter:
+            inputs["checkpoint"] = c.path or c.adapter
+        if c.base:
+            inputs["base"] = paths.model_dir(paths.base_model_key(c.base)) if c.base in set(models) else c.base
+        return inputs
+
+    def stances_inputs(self) -> dict[str, str]:
+        """Stance table of every checkpoint, named step_<N> (as the trajectory script expects)."""
+        return {f"step_{s}": paths.stances_file(key) for s, key in self.model_keys().items()}
+
+    def drift_inputs(self) -> dict[str, str]:
+        return {"trajectory": paths.trajectory_file(self.model_path), "questions": paths.questions_file(),
+                "start": paths.stances_file(self.model_at(self.start_step)),
+                "end": paths.stances_file(self.model_at(self.end_step))}
+
+    def outputs(self) -> list[str]:
+        """Its drift table and trajectory plots."""
+        return [paths.drift_table(self.model_path), paths.trajectory_plot(self.model_path, "png"),
+                paths.trajectory_plot(self.model_path, "html")]
+
 
 # --- from the config ---------------------------------------------------------------
 

@@ -10,56 +10,18 @@ except vd_trajectories.TrajectoryError as err:
     raise WorkflowError(f"invalid config:\n{err}")
 
 
-def external_trajectory(wildcards):
-    return TRAJECTORIES[wildcards.trajectory]
-
-
-def external_checkpoint(wildcards):
-    return external_trajectory(wildcards).checkpoint(int(wildcards.step))
-
-
-def external_checkpoint_inputs(wildcards):
-    """The checkpoint's folder (a local model or an adapter) and an adapter's base model."""
-    c = external_checkpoint(wildcards)
-    inputs = {}
-    if c.path or c.adapter:
-        inputs["checkpoint"] = c.path or c.adapter
-    if c.base:
-        inputs["base"] = paths.model_dir(paths.base_model_key(c.base)) if c.base in config["models"] else c.base
-    return inputs
-
-
-def external_stances(wildcards):
-    t = external_trajectory(wildcards)
-    return {f"step_{s}": paths.stances_file(key) for s, key in t.model_keys().items()}
-
-
-def external_drift_inputs(wildcards):
-    t = external_trajectory(wildcards)
-    return {"trajectory": paths.trajectory_file(t.model_path), "questions": paths.questions_file(),
-            "start": paths.stances_file(t.model_at(t.start_step)), "end": paths.stances_file(t.model_at(t.end_step))}
-
-
-def external_drift_outputs():
-    out = []
-    for t in TRAJECTORIES.values():
-        out += [paths.drift_table(t.model_path), paths.trajectory_plot(t.model_path, "png"),
-                paths.trajectory_plot(t.model_path, "html")]
-    return out
-
-
 wildcard_constraints:
     trajectory=_alternatives(TRAJECTORIES) or "^$",
 
 
 rule import_external_checkpoint:
     input:
-        unpack(external_checkpoint_inputs),
+        unpack(lambda wc: TRAJECTORIES[wc.trajectory].import_inputs(int(wc.step), config["models"])),
     output:
         directory(paths.model_dir(paths.external_model_key("{trajectory}", "{step}"))),
     params:
-        spec=lambda wc: external_checkpoint(wc).spec(),
-        dtype=lambda wc: external_trajectory(wc).dtype,
+        spec=lambda wc: TRAJECTORIES[wc.trajectory].checkpoint(int(wc.step)).spec(),
+        dtype=lambda wc: TRAJECTORIES[wc.trajectory].dtype,
     log:
         paths.log_file("import_external_checkpoint", paths.external_model_key("{trajectory}", "{step}")),
     resources:
@@ -72,7 +34,7 @@ rule import_external_checkpoint:
 
 rule external_trajectory:
     input:
-        unpack(external_stances),
+        unpack(lambda wc: TRAJECTORIES[wc.trajectory].stances_inputs()),
         questions=paths.questions_file(),
     output:
         paths.trajectory_file(paths.external_trajectory_path("{trajectory}")),
@@ -88,7 +50,7 @@ rule external_trajectory:
 
 rule external_drift_table:
     input:
-        unpack(external_drift_inputs),
+        unpack(lambda wc: TRAJECTORIES[wc.trajectory].drift_inputs()),
     output:
         paths.drift_table(paths.external_trajectory_path("{trajectory}")),
     params:
@@ -121,7 +83,7 @@ rule external_trajectory_plot:
 # `snakemake trajectories`: every configured trajectory's drift table and plots.
 rule trajectories:
     input:
-        external_drift_outputs(),
+        [out for t in TRAJECTORIES.values() for out in t.outputs()],
 
 
 workflow.localrules("external_trajectory", "external_drift_table", "external_trajectory_plot")

@@ -37,6 +37,7 @@ include: "workflow/rules/drift.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/trajectories.smk"
+include: "workflow/rules/drilldown.smk"
 
 
 rule all:

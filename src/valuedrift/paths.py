@@ -263,3 +263,13 @@ def drilldown_page(model_path: str) -> str:
 def drilldown_data(model_path: str) -> str:
     """The drill-down page's data (a JS file the page loads beside it)."""
     return f"{drift_dir(model_path)}/drilldown-data.js"
+
+
+def drilldown_screenshot() -> str:
+    """Screenshot of a drill-down page taken by tests/test_drilldown.py in headless Chromium."""
+    return f"{report_dir()}/drilldown-screenshot-test.png"
+
+
+def drilldown_bench() -> str:
+    """bench/drilldown.py's measurements (page load time at 100,000 answers)."""
+    return str(RESULTS / "bench" / "drilldown.json")

@@ -189,3 +189,14 @@ def test_page_in_headless_chromium(tmp_path):
         errors = console_errors(browser.events, session)
     assert not errors, errors
     assert shot.stat().st_size > 10_000
+
+
+def test_drilldown_rules_plan_one_light_job_per_run(workdir, tiny_model):
+    """`drilldowns` asks for every run's page; each needs only that run's generations and stances."""
+    from conftest import planned_jobs, tiny_config, write_config
+
+    configfile = str(write_config(workdir, tiny_config(tiny_model)))
+    planned = planned_jobs(workdir, "drilldowns", "--configfile", configfile)
+    # 2 runs (SFT, DPO), 2 checkpoints each after the shared start models: base, sft-2, sft-4, dpo-2, dpo-4
+    assert planned["drilldown"] == 2 and planned["generate"] == 5 and planned["judge"] == 5
+    assert "report" not in planned and "external_drilldown" not in planned

@@ -202,8 +202,36 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
     assert sorted(traj["step"].unique()) == [0, 2, 6]
     assert planned_jobs(workdir, *args) == {}
 
+    # its drill-down page: one light job over the answers and stances already there
+    page = paths.drilldown_page("external/mine")
+    assert planned_jobs(workdir, page, "--configfile", configfile) == {"external_drilldown": 1}
+    snakemake(workdir, page, "--configfile", configfile)
+    data = (workdir / paths.drilldown_data("external/mine")).read_text()
+    assert data.startswith("window.DRILLDOWN = ") and '"steps":[0,2,6]' in data
+
     # a new checkpoint folder: only its import, generation and judging, then the tables after them
     shutil.copytree(tiny_model, ckpts / "checkpoint-4")
     assert planned_jobs(workdir, *args) == {"import_external_checkpoint": 1, "generate": 1, "judge": 1,
                                             "external_trajectory": 1, "external_drift_table": 1,
                                             "external_trajectory_plot": 1, "trajectories": 1}
+
+
+def test_hub_checkpoint_is_loaded_at_its_revision(tmp_path, tiny_model, monkeypatch):
+    """Offline: the hub download is replaced by the tiny model, recording what was asked for."""
+    import transformers
+
+    asked = []
+    for cls in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        real = cls.from_pretrained
+
+        def fake(name, *args, _real=real, _cls=cls.__name__, **kwargs):
+            asked.append((_cls, name, kwargs.get("revision")))
+            return _real(tiny_model, *args, **{k: v for k, v in kwargs.items() if k != "revision"})
+
+        monkeypatch.setattr(cls, "from_pretrained", fake)
+    (t,) = from_config({"trajectories": {"p": {"checkpoints": [{"step": 1000, "hub": "EleutherAI/pythia-70m@step1000"}]}}},
+                       workdir=tmp_path)
+    import_checkpoint(t.checkpoint(1000).spec(), tmp_path / "out")
+    assert sorted(asked) == [("AutoModelForCausalLM", "EleutherAI/pythia-70m", "step1000"),
+                             ("AutoTokenizer", "EleutherAI/pythia-70m", "step1000")]
+    assert (tmp_path / "out" / "config.json").is_file()

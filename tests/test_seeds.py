@@ -59,3 +59,29 @@ def test_trajectory_seed_bands():
     assert out["mean"].to_list() == pytest.approx([0.3, 0.6]) and out["n_seeds"].to_list() == [3, 2]
     assert out["min"].to_list() == pytest.approx([0.2, 0.5]) and out["max"].to_list() == pytest.approx([0.4, 0.7])
     assert out["sd"].to_list() == pytest.approx([0.1, math.sqrt(0.02)])
+
+
+def test_seed_tables_from_files(tmp_path):
+    from valuedrift import tables
+
+    drift, traj = {}, {}
+    for seed, m in [(1, 0.3), (2, 0.34)]:
+        d = drift_table([("a", "support", m, 0.5, True)])
+        full = d.with_columns(*[pl.lit(v).alias(c) for c, v in [
+            ("start", 0.2), ("end", 0.2 + m), ("extremum", 0.2 + m), ("extremum_kind", "max")]],
+            pl.lit(4, dtype=pl.Int64).alias("extremum_step"), pl.lit(None, dtype=pl.Float64).alias("ci_low"),
+            pl.lit(None, dtype=pl.Float64).alias("ci_high"), pl.lit(4, dtype=pl.Int64).alias("reached_step"),
+            pl.lit(4, dtype=pl.Int64).alias("total_steps"))
+        tables.write(full, tmp_path / f"d{seed}.csv", "drift")
+        t = pl.DataFrame({"step": [0, 4], "topic": ["a", "a"], "stance": ["support"] * 2, "mean": [0.2, 0.2 + m],
+                          "ci_low": [0.1, 0.1], "ci_high": [0.9, 0.9], "n_questions": [2, 2]})
+        tables.write(t, tmp_path / f"t{seed}.parquet", "trajectory")
+        drift[seed], traj[seed] = str(tmp_path / f"d{seed}.csv"), str(tmp_path / f"t{seed}.parquet")
+    seeds.write_seed_tables(drift=drift, trajectory=traj, drift_output=str(tmp_path / "out.csv"),
+                            trajectory_output=str(tmp_path / "out.parquet"))
+    out = tables.read(tmp_path / "out.csv", "drift_across_seeds").row(0, named=True)
+    assert out["n_seeds"] == 2 and out["magnitude_mean"] == pytest.approx(0.32) and out["exceeds_seed_spread"]
+    bands = tables.read(tmp_path / "out.parquet", "trajectory_across_seeds")
+    assert bands.filter(pl.col("step") == 4)["max"].item() == pytest.approx(0.54)
+    with pytest.raises(ValueError, match="differ"):
+        seeds.write_seed_tables(drift=drift, trajectory={1: traj[1]}, drift_output="x", trajectory_output="y")

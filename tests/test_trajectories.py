@@ -183,7 +183,7 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
         shutil.copytree(tiny_model, ckpts / f"checkpoint-{step}")
     make_adapter(tiny_model, workdir / "lora-6", seed=2)
     cfg = tiny_config(tiny_model, runs=[], trajectories={"mine": {
-        "prompt_format": "chat", "discover": {"folder": "ckpts"},
+        "prompt_format": "chat", "discover": {"folder": "ckpts"}, "seed": 0, "seed_group": "g",
         "checkpoints": [{"step": 6, "adapter": "lora-6", "base": "tiny"}]}})
     cfg["generation"]["samples"] = 1
     configfile = str(write_config(workdir, cfg))
@@ -192,7 +192,7 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
     planned = planned_jobs(workdir, *args)
     assert planned == {"questions": 1, "import_base_model": 1, "import_external_checkpoint": 3, "generate": 3,
                        "judge": 3, "external_trajectory": 1, "external_drift_table": 1,
-                       "external_trajectory_plot": 1, "trajectories": 1}
+                       "external_trajectory_plot": 1, "seed_group_tables": 1, "trajectories": 1}
     assert not any(rule.endswith("_segment") for rule in planned)  # nothing is trained
 
     snakemake(workdir, *args)
@@ -200,7 +200,19 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
     assert set(drift["total_steps"]) == {6} and drift["significant"].dtype == pl.Boolean
     traj = tables.read(workdir / paths.trajectory_file("external/mine"), "trajectory")
     assert sorted(traj["step"].unique()) == [0, 2, 6]
+    across = tables.read(workdir / paths.drift_across_seeds_table("g"), "drift_across_seeds")
+    assert set(across["n_seeds"]) <= {0, 1} and across["exceeds_seed_spread"].is_null().all()  # one seed: no spread
     assert planned_jobs(workdir, *args) == {}
+
+    # a second seed of the same study: its own checkpoints' jobs and the across-seed tables, nothing of seed 0
+    for step in (0, 2):
+        shutil.copytree(tiny_model, workdir / "ckpts-s1" / f"checkpoint-{step}")
+    with_seed = {**cfg, "trajectories": {**cfg["trajectories"], "mine-s1": {
+        "discover": {"folder": "ckpts-s1"}, "seed": 1, "seed_group": "g"}}}
+    seed_config = str(write_config(workdir, with_seed, "with-seed.yaml"))
+    assert planned_jobs(workdir, "trajectories", "--configfile", seed_config) == {
+        "import_external_checkpoint": 2, "generate": 2, "judge": 2, "external_trajectory": 1,
+        "external_drift_table": 1, "external_trajectory_plot": 1, "seed_group_tables": 1, "trajectories": 1}
 
     # its drill-down page: one light job over the answers and stances already there
     page = paths.drilldown_page("external/mine")
@@ -213,7 +225,8 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
     shutil.copytree(tiny_model, ckpts / "checkpoint-4")
     assert planned_jobs(workdir, *args) == {"import_external_checkpoint": 1, "generate": 1, "judge": 1,
                                             "external_trajectory": 1, "external_drift_table": 1,
-                                            "external_trajectory_plot": 1, "trajectories": 1}
+                                            "external_trajectory_plot": 1, "seed_group_tables": 1,
+                                            "trajectories": 1}
 
 
 def test_hub_checkpoint_is_loaded_at_its_revision(tmp_path, tiny_model, monkeypatch):
@@ -235,3 +248,19 @@ def test_hub_checkpoint_is_loaded_at_its_revision(tmp_path, tiny_model, monkeypa
     assert sorted(asked) == [("AutoModelForCausalLM", "EleutherAI/pythia-70m", "step1000"),
                              ("AutoTokenizer", "EleutherAI/pythia-70m", "step1000")]
     assert (tmp_path / "out" / "config.json").is_file()
+
+
+def test_seed_groups(tmp_path):
+    folders(tmp_path, "a", "b")
+    one = {"checkpoints": [{"step": 0, "path": "a"}]}
+    ts = from_config({"trajectories": {"s0": {**one, "seed": 0, "seed_group": "g"},
+                                       "s1": {**one, "seed": 1, "seed_group": "g"}, "solo": one}}, workdir=tmp_path)
+    from valuedrift.trajectories import seed_groups
+
+    assert {g: {s: t.name for s, t in by_seed.items()} for g, by_seed in seed_groups(ts).items()} == \
+        {"g": {0: "s0", 1: "s1"}}
+    with pytest.raises(TrajectoryError, match="seed 0 of seed group 'g' is also trajectory 's0'"):
+        from_config({"trajectories": {"s0": {**one, "seed": 0, "seed_group": "g"},
+                                      "again": {**one, "seed": 0, "seed_group": "g"}}}, workdir=tmp_path)
+    with pytest.raises(TrajectoryError, match="seed and seed_group together"):
+        from_config({"trajectories": {"s0": {**one, "seed": 0}}}, workdir=tmp_path)

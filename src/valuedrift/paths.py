@@ -273,3 +273,16 @@ def drilldown_screenshot() -> str:
 def drilldown_bench() -> str:
     """bench/drilldown.py's measurements (page load time at 100,000 answers)."""
     return str(RESULTS / "bench" / "drilldown.json")
+
+
+def seed_group_dir(group: str) -> str:
+    """Across-seed tables of the trajectories of one seed group (config trajectories.<name>.seed_group)."""
+    return str(RESULTS / "drift" / "external-seeds" / group)
+
+
+def drift_across_seeds_table(group: str) -> str:
+    return f"{seed_group_dir(group)}/drift-across-seeds.csv"
+
+
+def trajectory_across_seeds_table(group: str) -> str:
+    return f"{seed_group_dir(group)}/trajectory-across-seeds.parquet"

@@ -65,3 +65,16 @@ def trajectory_across_seeds(trajectory_by_seed: Mapping[int, pl.DataFrame]) -> p
         pl.col("mean").count().alias("n_seeds"), pl.col("mean").mean().alias("mean"),
         pl.col("mean").std().alias("sd"), pl.col("mean").min().alias("min"), pl.col("mean").max().alias("max"))
         .sort("step", "topic", "stance"))
+
+
+def write_seed_tables(*, drift: Mapping[int, str], trajectory: Mapping[int, str], drift_output: str,
+                      trajectory_output: str) -> None:
+    """File-in, file-out: per-seed drift.csv and trajectory.parquet -> the two across-seed tables."""
+    from . import tables
+
+    if sorted(drift) != sorted(trajectory):
+        raise ValueError(f"seeds with a drift table {sorted(drift)} differ from those with a trajectory {sorted(trajectory)}")
+    tables.write(drift_across_seeds({int(s): tables.read(p, "drift") for s, p in drift.items()}),
+                 drift_output, "drift_across_seeds")
+    tables.write(trajectory_across_seeds({int(s): tables.read(p, "trajectory") for s, p in trajectory.items()}),
+                 trajectory_output, "trajectory_across_seeds")

@@ -75,6 +75,8 @@ class Trajectory:
     checkpoints: tuple[Checkpoint, ...]
     prompt_format: str = "chat"
     dtype: str = "float32"
+    seed: int | None = None  # with seed_group: one seed of a study repeated over seeds
+    seed_group: str | None = None
     _by_step: dict[int, Checkpoint] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -238,9 +240,27 @@ def from_config(config: dict[str, Any], *, workdir: str | Path = ".", list_dir: 
             for folder in (c.path, c.adapter, None if c.base in models else c.base):
                 if folder and not (workdir / folder).is_dir():
                     raise TrajectoryError(f"config key '{key}' (step {c.step}): not a folder: {folder}")
+        if (spec.get("seed") is None) != (spec.get("seed_group") is None):
+            raise TrajectoryError(f"config key '{key}': give seed and seed_group together")
         out.append(Trajectory(name=name, checkpoints=tuple(checkpoints),
-                              prompt_format=spec.get("prompt_format", "chat"), dtype=spec.get("dtype", "float32")))
+                              prompt_format=spec.get("prompt_format", "chat"), dtype=spec.get("dtype", "float32"),
+                              seed=spec.get("seed"), seed_group=spec.get("seed_group")))
+    seed_groups(out)  # checks that no seed is given twice in a group
     return out
+
+
+def seed_groups(trajectories: Iterable[Trajectory]) -> dict[str, dict[int, Trajectory]]:
+    """The trajectories of each seed group, by seed (the across-seed tables' inputs)."""
+    groups: dict[str, dict[int, Trajectory]] = {}
+    for t in trajectories:
+        if t.seed_group is None:
+            continue
+        group = groups.setdefault(t.seed_group, {})
+        if t.seed in group:
+            raise TrajectoryError(f"config key 'trajectories.{t.name}.seed': seed {t.seed} of seed group "
+                                  f"{t.seed_group!r} is also trajectory {group[t.seed].name!r}")
+        group[t.seed] = t
+    return groups
 
 
 # --- importing one checkpoint ---------------------------------------------------------

@@ -12,6 +12,7 @@ except vd_trajectories.TrajectoryError as err:
 
 wildcard_constraints:
     trajectory=_alternatives(TRAJECTORIES) or "^$",
+    seed_group=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
 rule import_external_checkpoint:
@@ -80,10 +81,33 @@ rule external_trajectory_plot:
         "../scripts/trajectory_plot.py"
 
 
-# `snakemake trajectories`: every configured trajectory's drift table and plots.
+# A study repeated over seeds (trajectories sharing a seed_group): drift and v(T) across seeds.
+# Each seed's own jobs are its own trajectory's, so adding a seed reruns nothing of the others.
+SEED_GROUPS = vd_trajectories.seed_groups(TRAJECTORIES.values())
+
+
+rule seed_group_tables:
+    input:
+        unpack(lambda wc: {f"{kind}_{seed}": fn(t.model_path)
+                           for seed, t in SEED_GROUPS[wc.seed_group].items()
+                           for kind, fn in (("drift", paths.drift_table), ("trajectory", paths.trajectory_file))}),
+    output:
+        drift=paths.drift_across_seeds_table("{seed_group}"),
+        trajectory=paths.trajectory_across_seeds_table("{seed_group}"),
+    log:
+        paths.log_file("seed_group_tables", "{seed_group}"),
+    conda:
+        conda_env("analysis")
+    script:
+        "../scripts/seed_tables.py"
+
+
+# `snakemake trajectories`: every configured trajectory's drift table and plots, and the
+# across-seed tables of every seed group.
 rule trajectories:
     input:
         [out for t in TRAJECTORIES.values() for out in t.outputs()],
+        [paths.drift_across_seeds_table(g) for g in SEED_GROUPS],
 
 
-workflow.localrules("external_trajectory", "external_drift_table", "external_trajectory_plot")
+workflow.localrules("external_trajectory", "external_drift_table", "external_trajectory_plot", "seed_group_tables")

@@ -7,6 +7,7 @@ fails in a second instead of after an hour of training.
 from __future__ import annotations
 
 import copy
+import importlib.util
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,11 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
         for i, c in enumerate(spec.get("checkpoints") or []):
             if c.get("adapter") and c.get("base") is None:
                 problems.append(f"config key 'trajectories.{name}.checkpoints[{i}].base' is required for an adapter")
+        uses_adapters = any(c.get("adapter") for c in spec.get("checkpoints") or []) or \
+            (spec.get("discover") or {}).get("adapter_base")
+        if uses_adapters and importlib.util.find_spec("peft") is None:
+            problems.append(f"config key 'trajectories.{name}': LoRA adapters need peft, which is not installed "
+                            f"(pip install 'valuedrift[lora]')")
     sft_runs = {}
     for i, run in enumerate(config["runs"]):
         key = f"runs[{i}]"

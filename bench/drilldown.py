@@ -20,6 +20,7 @@ Run: .venv/bin/python bench/drilldown.py [--questions 1000 --samples 5 --steps 2
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -106,6 +107,10 @@ def measure_in_chromium(page: Path, loads: int) -> dict:
 })()"""
                 out.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in js(timed).items()})
                 out["console_errors"] = console_errors(browser.events, session)
+                shot = REPO / "results" / "bench" / "drilldown.png"  # the viewport, to look at
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                shot.write_bytes(base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png"},
+                                                               session=session)["data"]))
             browser.send("Target.closeTarget", {"targetId": target})
     out["load_ms_median"] = statistics.median(out["load_ms"])
     return out

@@ -27,7 +27,7 @@ wildcard_constraints:
     step=r"\d+",
     sweep=_alternatives([s.name for s in STUDY.sweeps]) or "^$",
     run=_alternatives([run.model_path for run in RUNS]) or "^$",
-    model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)",
+    model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)|external/[^/]+/step-\d+",
 
 
 include: "workflow/rules/vprism.smk"
@@ -37,6 +37,8 @@ include: "workflow/rules/judge.smk"
 include: "workflow/rules/drift.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/trajectories.smk"
+include: "workflow/rules/drilldown.smk"
 
 
 rule all:

@@ -7,6 +7,7 @@ fails in a second instead of after an hour of training.
 from __future__ import annotations
 
 import copy
+import importlib.util
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     for name, model in config["models"].items():
         if name == "reward":
             problems.append("config key 'models.reward': the name 'reward' is reserved (results/models/reward/ holds reward models)")
+        if name == "external":
+            problems.append("config key 'models.external': the name 'external' is reserved (results/models/external/ holds imported trajectories)")
         src = model["source"]
         if src == "local":
             need_file(f"models.{name}.path", model.get("path"))
@@ -99,6 +102,17 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     else:
         _check_vprism(config, need_file, problems)
 
+    if not config["runs"] and not config["trajectories"]:
+        problems.append("config key 'runs': a study needs at least one run (or a trajectory in 'trajectories')")
+    for name, spec in config["trajectories"].items():
+        for i, c in enumerate(spec.get("checkpoints") or []):
+            if c.get("adapter") and c.get("base") is None:
+                problems.append(f"config key 'trajectories.{name}.checkpoints[{i}].base' is required for an adapter")
+        uses_adapters = any(c.get("adapter") for c in spec.get("checkpoints") or []) or \
+            (spec.get("discover") or {}).get("adapter_base")
+        if uses_adapters and importlib.util.find_spec("peft") is None:
+            problems.append(f"config key 'trajectories.{name}': LoRA adapters need peft, which is not installed "
+                            f"(pip install 'valuedrift[lora]')")
     sft_runs = {}
     for i, run in enumerate(config["runs"]):
         key = f"runs[{i}]"

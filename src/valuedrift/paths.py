@@ -188,3 +188,55 @@ def training_plot(ext: str) -> str:
 def vprism_artifact(name: str) -> str:
     """A V-PRISM builder artifact, e.g. ``vprism_artifact("clusters.parquet")``."""
     return str(RESULTS / "vprism" / name)
+
+
+# --- issue 16: bring-your-own trajectories (valuedrift.trajectories) -------------------
+
+EXTERNAL = "external"
+
+
+def external_trajectory_path(name: str) -> str:
+    """``external/<name>``: a checkpoint series trained elsewhere (its drift dir is drift_dir of this)."""
+    return f"{EXTERNAL}/{name}"
+
+
+def external_model_key(name: str, step: int) -> str:
+    """Model key of an imported checkpoint of an external trajectory."""
+    return f"{external_trajectory_path(name)}/step-{step}"
+
+
+def is_external_model(model_key: str) -> bool:
+    return PurePosixPath(model_key).parts[0] == EXTERNAL
+
+
+def external_trajectory_of(model_key: str) -> str:
+    """The trajectory name of an external model key."""
+    return PurePosixPath(model_key).parts[1]
+
+
+def drilldown_page(model_path: str) -> str:
+    """The per-question drill-down page of a run or trajectory."""
+    return f"{drift_dir(model_path)}/drilldown.html"
+
+
+def drilldown_data(model_path: str) -> str:
+    """The drill-down page's data (a JS file the page loads beside it)."""
+    return f"{drift_dir(model_path)}/drilldown-data.js"
+
+
+def drilldown_bench() -> str:
+    """bench/drilldown.py's measurements (page load time at 100,000 answers)."""
+    return str(RESULTS / "bench" / "drilldown.json")
+
+
+def seed_group_dir(group: str) -> str:
+    """Across-seed tables of the trajectories of one seed group (config trajectories.<name>.seed_group)."""
+    return str(RESULTS / "drift" / "external-seeds" / group)
+
+
+def drift_across_seeds_table(group: str) -> str:
+    return f"{seed_group_dir(group)}/drift-across-seeds.csv"
+
+
+def trajectory_across_seeds_table(group: str) -> str:
+    return f"{seed_group_dir(group)}/trajectory-across-seeds.parquet"

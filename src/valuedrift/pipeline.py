@@ -135,10 +135,19 @@ def trajectory(*, stances: dict[int, str], questions: str, output: str, resample
     tables.write(table, output, "trajectory")
 
 
-def drift(*, trajectory: str, output: str) -> None:
-    from . import metrics
+def drift(*, trajectory: str, output: str, start: str | None = None, end: str | None = None,
+          questions: str | None = None, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> None:
+    """drift.csv from a trajectory; with the start and end stance tables (and the questions)
+    also the magnitude's paired-bootstrap CI, p-value and significance (valuedrift.significance)."""
+    from . import metrics, significance
 
-    tables.write(metrics.drift(tables.read(trajectory, "trajectory")), output, "drift")
+    table = metrics.drift(tables.read(trajectory, "trajectory"))
+    if start is not None and end is not None and questions is not None:
+        sig = significance.magnitude_significance(tables.read(start, "stances"), tables.read(end, "stances"),
+                                                  tables.read(questions, "questions"), resamples=resamples,
+                                                  confidence=confidence, seed=seed)
+        table = significance.with_significance(table, sig)
+    tables.write(table, output, "drift")
 
 
 def start_job(log_path: str | os.PathLike | None, threads: int | None = None) -> None:

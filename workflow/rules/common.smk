@@ -67,6 +67,8 @@ def stage_settings(stage):
 
 def prompt_format(model_key):
     """Chat template after training; the model's configured format for a base model."""
+    if paths.is_external_model(model_key):  # TRAJECTORIES: workflow/rules/trajectories.smk
+        return TRAJECTORIES[paths.external_trajectory_of(model_key)].prompt_format
     if paths.is_base_model(model_key):
         return config["models"][paths.base_of(model_key)]["prompt_format"]
     return "chat"
@@ -81,6 +83,13 @@ def trajectory_stances(wildcards):
     """Stance tables of every checkpoint of a run, step 0 being its start model."""
     run = run_for(wildcards)
     return {f"step_{s}": paths.stances_file(run.model_at(s)) for s in [0, *run.steps]}
+
+
+def drift_inputs(wildcards):
+    """The trajectory, plus the start and end stances the magnitude's paired bootstrap resamples."""
+    run = run_for(wildcards)
+    return {"trajectory": paths.trajectory_file(run.model_path), "questions": paths.questions_file(),
+            "start": paths.stances_file(run.model_at(0)), "end": paths.stances_file(run.model_at(run.steps[-1]))}
 
 
 # Cluster execution (profiles/slurm, docs/cluster.md). What a job asks SLURM for comes

@@ -19,9 +19,11 @@ rule trajectory:
 
 rule drift_table:
     input:
-        paths.trajectory_file("{run}"),
+        unpack(drift_inputs),
     output:
         paths.drift_table("{run}"),
+    params:
+        drift=canonical(config["drift"]),
     log:
         paths.log_file("drift_table", "{run}"),
     conda:

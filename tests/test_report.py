@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from valuedrift import paper_tables, paths, pipeline, report, tables
+from valuedrift import drilldown, paper_tables, paths, pipeline, report, tables
 from valuedrift.study import Study, runs_of as config_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +214,7 @@ def check_report(index: Path, screenshot: Path | None) -> dict:
     page_dir = index.parent
     html_text = index.read_text()
     hrefs = re.findall(r"href=[\"']([^\"'#][^\"']*)[\"']", html_text)
-    interactive = sorted({h for h in hrefs if h.endswith(".html")})
+    interactive = sorted({h for h in hrefs if h.endswith(".html") and not h.endswith("drilldown.html")})  # vega figures
     with Chromium() as browser:
         state, errors = open_page(browser, index, INDEX_JS, screenshot=screenshot)
         assert not errors, f"{index}: console errors: {errors}"
@@ -307,14 +307,15 @@ def write_synthetic_artifacts(study: dict) -> None:
                         rows.append({"question_id": q["question_id"], "sample": sample, "p_support": p[0],
                                      "p_neutral": p[1], "p_oppose": p[2], "option_mass": 0.9, "scorable": True})
                 tables.write(pl.DataFrame(rows), paths.stances_file(key), "stances")
+                tables.write(pl.DataFrame([{"question_id": r["question_id"], "sample": r["sample"], "prompt": "Q?",
+                                            "response": f"answer {r['sample']} at {key}", "n_tokens": 4}
+                                           for r in rows]), paths.generations_file(key), "generations")
                 acc = Path(paths.judge_accounting_file(key))
                 acc.write_text(json.dumps({"backend": "local", "responses": len(rows), "unscorable": 0,
                                            "calls": len(rows), "cache_hits": 0, "prompt_tokens": 300 * len(rows),
                                            "completion_tokens": 0, "cost": 0.0, "seconds": 1.5}))
                 # what the model rules leave upstream of the report (linked, not read, by it)
                 Path(paths.model_dir(key)).mkdir(parents=True, exist_ok=True)
-                Path(paths.generations_file(key)).parent.mkdir(parents=True, exist_ok=True)
-                Path(paths.generations_file(key)).write_bytes(b"")
             if step:
                 ckpt = Path(paths.model_dir(key))
                 ckpt.mkdir(parents=True, exist_ok=True)
@@ -340,10 +341,17 @@ def build_report(root: Path, study: dict, options: dict) -> Path:
         pipeline.trajectory(stances={s: paths.stances_file(run.model_at(s)) for s in [0, *run.steps]},
                             questions=paths.questions_file(), output=paths.trajectory_file(mp),
                             resamples=200, confidence=0.95, seed=0)
-        pipeline.drift(trajectory=paths.trajectory_file(mp), output=paths.drift_table(mp))
+        pipeline.drift(trajectory=paths.trajectory_file(mp), output=paths.drift_table(mp),
+                       start=paths.stances_file(run.model_at(0)), end=paths.stances_file(run.model_at(run.steps[-1])),
+                       questions=paths.questions_file(), resamples=200)
         report.trajectory_figure(paths.trajectory_file(mp), html=paths.trajectory_plot(mp, "html"),
                                  png=paths.trajectory_plot(mp, "png"), title=run.study_label, options=figures)
         report.write_training_log([paths.model_dir(m) for m in run.evaluated_models[1:]], paths.training_log(mp))
+        steps = [0, *run.steps]
+        drilldown.write_drilldown(questions=paths.questions_file(),
+                                  generations={s: paths.generations_file(run.model_at(s)) for s in steps},
+                                  stances={"local:toy": {s: paths.stances_file(run.model_at(s)) for s in steps}},
+                                  page=paths.drilldown_page(mp), data=paths.drilldown_data(mp), title=run.study_label)
     paper_tables.write_study_drift([paths.drift_table(r.model_path) for r in runs], runs, paths.study_drift_table())
     paper_tables.write_tables(study=paths.study_drift_table(), decimals=2, outputs=[
         {"spec": spec, "files": {ext: paths.paper_table(spec, ext) for ext in paths.TABLE_FORMATS}}

@@ -119,7 +119,7 @@ def _reversed_keys(value):
 
 
 # rules downstream of the stances of every evaluated model (3 here: base, SFT-2, DPO-2)
-AFTER_STANCES = {"trajectory": 2, "drift_table": 2, "trajectory_plot": 2, "study_drift_table": 1, "paper_tables": 1,
+AFTER_STANCES = {"trajectory": 2, "drift_table": 2, "drilldown": 2, "trajectory_plot": 2, "study_drift_table": 1, "paper_tables": 1,
                  "sft_comparison_plot": 1, "po_comparison_plot": 1, "drift_heatmap": 1, "report": 1, "all": 1}
 
 
@@ -179,7 +179,7 @@ def test_only_settings_that_change_a_result_rerun_jobs(tiny_model, workdir):
     write_config(workdir, {**cfg, "sweeps": [{"of": "tiny/sft-demo-instruct/dpo-demo-support", "key": "beta",
                                               "values": [0.05, 0.2, 0.5]}]})
     new_runs = {"po_segment": 3, "generate": 3, "judge": 3, "trajectory": 3, "drift_table": 3, "trajectory_plot": 3,
-                "training_log": 3, "sweep_plot": 1}
+                "training_log": 3, "drilldown": 3, "sweep_plot": 1}
     assert planned_jobs(workdir) == {**new_runs, "study_drift_table": 1, "paper_tables": 1, "po_comparison_plot": 1,
                                      "drift_heatmap": 1, "training_plot": 1, "report": 1, "all": 1}
 

@@ -359,6 +359,7 @@ class Study:
             "study_figures": self.study_figures("png") + self.study_figures("html"),
             "tables": self.table_files(),
             "accounting": [paths.judge_accounting_file(m) for m in self.evaluated_models],
+            "drilldowns": [paths.drilldown_page(r.model_path) for r in runs],
         }
         inputs.update(extra or {})
         return inputs

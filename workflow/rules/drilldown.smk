@@ -14,7 +14,7 @@ rule drilldown:
         data=paths.drilldown_data("{run}"),
     params:
         judge=f"{config['judge']['backend']}:{config['judge'].get('model', '')}",
-        title=lambda wc: f"Answers behind the drift: {vd_report.study_label(run_for(wc))}",
+        title=lambda wc: f"Answers behind the drift: {run_for(wc).study_label}",
     log:
         paths.log_file("drilldown", "{run}"),
     conda:

@@ -82,11 +82,16 @@ def paper_table_view(table: paper_tables.PaperTable, decimals: int) -> dict[str,
                        for spans in table.header_rows()], "rows": rows}
 
 
-def largest_drifts(study_drift: pl.DataFrame, labels: dict[str, str], n: int = 8) -> list[list[Any]]:
-    top = (study_drift.drop_nulls("magnitude").with_columns(pl.col("magnitude").abs().alias("abs"))
-           .sort("abs", descending=True).head(n))
-    return [[labels[r["run"]], r["topic"], r["stance"], r["start"], r["end"], r["magnitude"], r["drift_time"]]
+def largest_drifts(study_drift: pl.DataFrame, labels: dict[str, str], n: int = 8) -> dict[str, Any]:
+    """The largest drifts among those whose paired-bootstrap CI excludes 0, with their CI and p-value."""
+    from ..significance import largest_significant_drifts
+
+    top = largest_significant_drifts(study_drift, n)
+    rows = [[labels[r["run"]], r["topic"], r["stance"], r["start"], r["end"], r["magnitude"],
+             f"[{r['magnitude_ci_low']:.3f}, {r['magnitude_ci_high']:.3f}]", r["magnitude_p_value"], r["drift_time"]]
             for r in top.iter_rows(named=True)]
+    tested = study_drift.drop_nulls("significant")
+    return {"rows": rows, "significant": int(tested["significant"].sum()), "tested": tested.height}
 
 
 def vprism_view(inputs: dict[str, Any], links: Links) -> dict[str, Any] | None:
@@ -140,6 +145,7 @@ def run_views(model: Study, study_drift: pl.DataFrame, links: Links, decimals: i
                   links(paths.generations_file(run.model_at(s)), "generations"),
                   links(paths.stances_file(run.model_at(s)), "stances"),
                   links(paths.judge_accounting_file(run.model_at(s)), "accounting")] for s in [0, *run.steps]]
+        files.append(links(paths.drilldown_page(mp), "answers behind the drift (drill-down)"))
         views.append({"id": f"run-{mp}", "label": run.study_label, "path": mp, "files": files, "steps": steps,
                       "figure": figure(links, paths.trajectory_plot(mp, "png"), paths.trajectory_plot(mp, "html"),
                                        f"v(T) over training: {run.study_label}", f"fig-run-{mp}"),

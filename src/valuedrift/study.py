@@ -186,6 +186,13 @@ class Sweep:
     def values(self) -> list[Any]:
         return [dict(r.overrides)[self.key] for r in self.runs]
 
+    def lines(self, training: dict[str, Any] | None) -> list[tuple[str, Run]]:
+        """(value label, run) of the sweep's figure: the run it varies (its own value) first."""
+        from .training.registry import settings_for
+
+        own = dict(self.of.overrides).get(self.key, getattr(settings_for(self.of.algorithm, training), self.key, None))
+        return [(f"{own} (as configured)", self.of), *[(str(v), r) for v, r in zip(self.values, self.runs)]]
+
 
 def run_key(wildcards: dict[str, str]) -> str:
     """The model path of the run a rule's wildcards belong to. A reward model

@@ -122,12 +122,12 @@ rule training_plot:
 
 rule sweep_plot:
     input:
-        lambda wc: [paths.trajectory_file(r.model_path) for r in STUDY.sweep(wc.base, wc.sft, wc.sweep).runs],
+        lambda wc: [paths.trajectory_file(r.model_path) for _, r in sweep_lines(wc)],
     output:
         html=paths.sweep_plot("{base}", "{sft}", "{sweep}", "html"),
         png=paths.sweep_plot("{base}", "{sft}", "{sweep}", "png"),
     params:
-        sweep_values=lambda wc: [str(v) for v in STUDY.sweep(wc.base, wc.sft, wc.sweep).values],
+        sweep_values=lambda wc: [label for label, _ in sweep_lines(wc)],
         key=lambda wc: STUDY.sweep(wc.base, wc.sft, wc.sweep).key,
         title=lambda wc: f"{STUDY.sweep(wc.base, wc.sft, wc.sweep).of.study_label}: support over training",
         figures=canonical(config["report"]["figures"]),

@@ -60,6 +60,11 @@ def training_settings(run, algorithm=None):
     return result_settings(STUDY.training_settings(run, algorithm), "training")
 
 
+def sweep_lines(wildcards):
+    """(value label, run) per line of a sweep's figure."""
+    return STUDY.sweep(wildcards.base, wildcards.sft, wildcards.sweep).lines(config["training"])
+
+
 def stage_settings(stage):
     """A stage's result-changing config keys, canonical: the only params its rule compares."""
     return result_settings(config[stage], stage)

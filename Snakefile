@@ -36,9 +36,11 @@ include: "workflow/rules/judge.smk"
 include: "workflow/rules/drift.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/evals.smk"
 
 
 rule all:
     default_target: True
     input:
         paths.report_index(),
+        evals_outputs(),

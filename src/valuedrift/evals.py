@@ -220,6 +220,10 @@ def metric_of(record: dict[str, Any], metric: str, source: str = "<memory>") -> 
     return float(scores[key]), (float(stderr) if isinstance(stderr, (int, float)) else None)
 
 
+TABLE_COLUMNS = {"model": pl.String, "label": pl.String, "task": pl.String, "task_label": pl.String,
+                 "metric": pl.String, "num_fewshot": pl.Int64, "value": pl.Float64, "stderr": pl.Float64, "n": pl.Int64}
+
+
 def table_data(results: dict[str, dict[str, str]], labels: dict[str, str], block: dict[str, Any]) -> pl.DataFrame:
     """Table 17 in long form: one row per model and task (``results``: model key -> task -> file)."""
     entries = {e["task"]: e for e in task_entries(block)}
@@ -230,11 +234,9 @@ def table_data(results: dict[str, dict[str, str]], labels: dict[str, str], block
             value, stderr = metric_of(record, entries[task]["metric"], path)
             shots = (record.get("n-shot") or {}).get(task, record["settings"]["num_fewshot"])
             rows.append({"model": model, "label": labels.get(model, model), "task": task,
-                         "metric": entries[task]["metric"], "num_fewshot": shots, "value": value,
-                         "stderr": stderr, "n": (record.get("n-samples") or {}).get(task, {}).get("effective")})
-    return pl.DataFrame(rows, schema={"model": pl.String, "label": pl.String, "task": pl.String,
-                                      "metric": pl.String, "num_fewshot": pl.Int64, "value": pl.Float64,
-                                      "stderr": pl.Float64, "n": pl.Int64})
+                         "task_label": entries[task].get("label", task), "metric": entries[task]["metric"],
+                         "num_fewshot": shots, "value": value, "stderr": stderr, "n": (record.get("n-samples") or {}).get(task, {}).get("effective")})
+    return pl.DataFrame(rows, schema=TABLE_COLUMNS)
 
 
 def model_labels(study: Study, models: list[str]) -> dict[str, str]:
@@ -244,17 +246,18 @@ def model_labels(study: Study, models: list[str]) -> dict[str, str]:
     return {m: checkpoint_label(study, m) for m in models}
 
 
-def wide(long: pl.DataFrame, block: dict[str, Any], decimals: int = 4) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the shaped table: model, then one ``value ± stderr`` column per task."""
-    entries = task_entries(block)
-    header = ["model", *[f"{e.get('label', e['task'])} ({e['metric']}, {_shots(long, e['task'])}-shot)"
-                         for e in entries]]
+def wide(long: pl.DataFrame, decimals: int = 4) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the shaped table: model, then one ``value ± stderr`` column per task
+    (in the config's order, which the long table keeps)."""
+    tasks = long.select("task", "task_label", "metric").unique(maintain_order=True).iter_rows()
+    tasks = list(tasks)
+    header = ["model", *[f"{label} ({metric}, {_shots(long, task)}-shot)" for task, label, metric in tasks]]
     rows = []
     for model in long["model"].unique(maintain_order=True):
         part = long.filter(pl.col("model") == model)
         cells = [part["label"][0]]
-        for e in entries:
-            hit = part.filter(pl.col("task") == e["task"])
+        for task, _, _ in tasks:
+            hit = part.filter(pl.col("task") == task)
             cells.append(_value(hit["value"][0], hit["stderr"][0], decimals) if hit.height else "")
         rows.append(cells)
     return header, rows
@@ -298,7 +301,7 @@ def write_table(*, results: dict[str, dict[str, str]], labels: dict[str, str], b
     """Write the Table 17-shaped table: ``outputs`` format (csv, md, tex) -> path. The CSV is
     the long form (full precision), Markdown and LaTeX the wide, rounded one."""
     long = table_data(results, labels, block)
-    header, rows = wide(long, block, decimals)
+    header, rows = wide(long, decimals)
     for ext, path in outputs.items():
         if ext == "csv":
             _write_text(path, long.write_csv())
@@ -308,9 +311,9 @@ def write_table(*, results: dict[str, dict[str, str]], labels: dict[str, str], b
             _write_text(path, to_latex(header, rows, CAPTION, "tab:downstream-evals"))
 
 
-def read_table(path: str, block: dict[str, Any], decimals: int = 4) -> tuple[list[str], list[list[str]]]:
+def read_table(path: str, decimals: int = 4) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the table from its CSV (what the report shows)."""
-    return wide(pl.read_csv(path, schema_overrides={"stderr": pl.Float64, "n": pl.Int64}), block, decimals)
+    return wide(pl.read_csv(path, schema=TABLE_COLUMNS), decimals)
 
 
 def _write_text(path: str, text: str) -> None:

@@ -56,7 +56,7 @@ def checkpoint_label(study: Study, model_key: str) -> str:
 def check_config(config: dict[str, Any]) -> None:
     """Runs and checkpoints of ``report.samples`` exist (topics are checked against the questions table)."""
     block = config.get("report", {}).get("samples") or {}
-    if not block.get("enabled", True):
+    if not block.get("enabled"):
         return
     study = Study(config)
     known = {r.model_path for r in study.runs}

@@ -134,7 +134,7 @@ def test_lm_eval_rule_then_cached_rerun_then_table_in_the_report(workdir, tiny_m
     # a deleted result is recomputed from the cache: no model call, the same numbers
     write_config(workdir, cfg)
     result.unlink()
-    snakemake(workdir, target)
+    snakemake(workdir, paths.eval_result("tiny/base", "valuedrift_demo_mc"))
     again = json.loads(result.read_text())
     assert again["cache"]["model_calls"] == 0 and again["cache"]["entries_before"] == 12
     assert again["results"] == record["results"]

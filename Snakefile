@@ -43,4 +43,5 @@ rule all:
     default_target: True
     input:
         paths.report_index(),
-        evals_outputs(),
+        EVALS_OUTPUTS,
+        SAMPLE_TABLE_OUTPUTS,

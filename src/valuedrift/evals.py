@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from . import paths
 from .study import Study, canonical
 
 # Settings of the block that change how fast an eval runs, never its numbers (not rerun
@@ -105,6 +106,21 @@ def check_config(config: dict[str, Any], workdir: str | os.PathLike = ".") -> No
                          f"runs: {', '.join(sorted(known))}")
     if not evaluated_models(study, block):
         raise EvalsError(f"config key 'evals.checkpoints': {block.get('checkpoints')!r} selects no checkpoint")
+
+
+def result_files(models: list[str], tasks: list[str]) -> dict[str, dict[str, str]]:
+    """Model key -> task -> its results file."""
+    return {m: {t: paths.eval_result(m, t) for t in tasks} for m in models}
+
+
+def rule_inputs(block: dict[str, Any], model_key: str, task: str) -> dict[str, Any]:
+    """An eval job's inputs: the model, and the task's own YAML with its data files when it has one."""
+    inputs: dict[str, Any] = {"model": paths.model_dir(model_key)}
+    entry = task_entry(block, task)
+    if "file" in entry:
+        inputs["task_file"] = entry["file"]
+        inputs["task_data"] = task_data_files(entry["file"])
+    return inputs
 
 
 def result_settings(block: dict[str, Any], task: str) -> dict[str, Any]:

@@ -19,30 +19,15 @@ SAMPLES = config["report"]["samples"]
 SAMPLE_MODELS = vd_samples.chosen_models(STUDY, SAMPLES) if SAMPLES["enabled"] else {}
 
 
-def eval_results():
-    """Model key -> task -> results file, of every eval the config asks for."""
-    return {m: {t: paths.eval_result(m, t) for t in EVAL_TASKS} for m in EVAL_MODELS}
-
-
-def eval_inputs(wildcards):
-    """The model, and the task's own YAML with its data files when it has one."""
-    inputs = {"model": paths.model_dir(wildcards.model)}
-    entry = vd_evals.task_entry(EVALS, wildcards.task)
-    if "file" in entry:
-        inputs["task_file"] = entry["file"]
-        inputs["task_data"] = vd_evals.task_data_files(entry["file"])
-    return inputs
-
-
-def evals_outputs():
-    """What the study adds when evals / sample tables are on (targets of `all`)."""
-    out = [paths.evals_table(ext) for ext in paths.TABLE_FORMATS] if EVAL_MODELS else []
-    return out + ([paths.sample_table(ext) for ext in paths.TABLE_FORMATS] if SAMPLE_MODELS else [])
+EVAL_RESULTS = vd_evals.result_files(EVAL_MODELS, EVAL_TASKS)  # model key -> task -> results file
+# what the study adds when evals / sample tables are on (targets of `all`)
+EVALS_OUTPUTS = [paths.evals_table(ext) for ext in paths.TABLE_FORMATS] if EVAL_MODELS else []
+SAMPLE_TABLE_OUTPUTS = [paths.sample_table(ext) for ext in paths.TABLE_FORMATS] if SAMPLE_MODELS else []
 
 
 rule downstream_eval:
     input:
-        unpack(eval_inputs),
+        unpack(lambda wc: vd_evals.rule_inputs(EVALS, wc.model, wc.task)),
     output:
         paths.eval_result("{model}", "{task}"),
     params:
@@ -63,11 +48,11 @@ rule downstream_eval:
 
 rule evals_table:
     input:
-        [f for tasks in eval_results().values() for f in tasks.values()],
+        [f for tasks in EVAL_RESULTS.values() for f in tasks.values()],
     output:
         [paths.evals_table(ext) for ext in paths.TABLE_FORMATS],
     params:
-        results=eval_results(),
+        results=EVAL_RESULTS,
         labels=vd_evals.model_labels(STUDY, EVAL_MODELS),
         evals=canonical({k: v for k, v in EVALS.items() if k not in vd_evals.EXECUTION_KEYS}),
         outputs={ext: paths.evals_table(ext) for ext in paths.TABLE_FORMATS},

@@ -240,3 +240,29 @@ def drift_across_seeds_table(group: str) -> str:
 
 def trajectory_across_seeds_table(group: str) -> str:
     return f"{seed_group_dir(group)}/trajectory-across-seeds.parquet"
+
+
+# --- issue 15: downstream evals (lm-evaluation-harness, Table 17) and sample tables (Tables 5-8) ---
+
+def eval_result(model_key: str, task: str) -> str:
+    """lm_eval's results for one checkpoint on one task (JSON)."""
+    return str(RESULTS / "evals" / model_key / f"{task}.json")
+
+
+def eval_cache(model_key: str, task: str) -> str:
+    """Prefix of lm_eval's sqlite response cache for one checkpoint and task (lm_eval appends ``_rank0.db``)."""
+    return str(RESULTS / "cache" / "lm_eval" / model_key / task)
+
+
+def eval_log(model_key: str, task: str) -> str:
+    return log_file("evals", f"{model_key}/{task}")
+
+
+def evals_table(ext: str) -> str:
+    """Table 17's shape: rows model/checkpoint, columns tasks (CSV: long form, full precision)."""
+    return str(RESULTS / "tables" / f"downstream-evals.{ext}")
+
+
+def sample_table(ext: str) -> str:
+    """Tables 5-8's shape: sampled responses of chosen checkpoints beside their stance probabilities."""
+    return str(RESULTS / "tables" / f"sample-responses.{ext}")

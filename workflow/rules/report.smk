@@ -7,7 +7,8 @@ STUDY_BLOCKS = ("models", "datasets", "questions", "training", "runs", "generati
 
 rule report:
     input:
-        **STUDY.report_inputs({"vprism": vprism_workflow.report_inputs(config)}),
+        **STUDY.report_inputs({"vprism": vprism_workflow.report_inputs(config), "evals": EVALS_OUTPUTS,
+                               "samples": SAMPLE_TABLE_OUTPUTS}),
     output:
         paths.report_index(),
     params:

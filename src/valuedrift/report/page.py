@@ -17,6 +17,8 @@ import polars as pl
 from .. import paper_tables, paths, tables
 from ..study import Study
 from . import readers
+from .evals_view import TOC_ENTRIES as EVALS_TOC
+from .evals_view import evals_view, samples_view
 
 TOC = [("caveat", "Read this first"), ("summary", "Summary"), ("tables", "Drift tables"), ("figures", "Figures"),
        ("runs", "Runs"), ("training", "Training curves"), ("judge", "Judge accounting"),
@@ -208,7 +210,12 @@ def write_report(*, study: dict[str, Any], inputs: dict[str, Any], output: str,
     questions = tables.read(inputs["questions"], "questions")
     accounting = readers.judge_accounting(dict(zip(model.evaluated_models, inputs["accounting"], strict=True)))
     vprism = vprism_view(inputs, links)
+    downstream = evals_view(inputs.get("evals"), links)
+    samples = samples_view(inputs.get("samples"), options.get("samples") or {}, links, decimals)
     toc = list(TOC)
+    for entry, view in zip(EVALS_TOC, (downstream, samples)):
+        if view:
+            toc.insert(toc.index(("runs", "Runs")), entry)
     if vprism:
         toc.insert(toc.index(("config", "Study configuration")), ("vprism", "V-PRISM questions"))
     study_files = [paths.questions_file(), paths.study_drift_table(), *model.table_files(),
@@ -231,7 +238,7 @@ def write_report(*, study: dict[str, Any], inputs: dict[str, Any], output: str,
         training={"figure": figure(links, paths.training_plot("png"), paths.training_plot("html"),
                                    "Trainer logs of every run", "fig-training"),
                   "logs": [links(paths.training_log(r.model_path), r.study_label) for r in model.runs]},
-        accounting=readers.accounting_table(accounting), vprism=vprism,
+        accounting=readers.accounting_table(accounting), vprism=vprism, evals=downstream, samples=samples,
         config=config_view(study, model, questions, links),
         study_files=[links(f, os.path.relpath(f, paths.RESULTS)) for f in study_files])
     out = Path(output)

@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from . import atomic
+
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -70,8 +72,7 @@ def import_base_model(spec: dict[str, Any], output: str | os.PathLike) -> None:
         tok.pad_token = tok.eos_token
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    shutil.rmtree(output, ignore_errors=True)
-    os.replace(tmp, output)
+    atomic.publish_dir(tmp, output)
 
 
 def inference_device() -> str:

@@ -16,6 +16,8 @@ from typing import Any
 import polars as pl
 import yaml
 
+from . import atomic
+
 
 class TableError(ValueError):
     """A table does not match its schema."""
@@ -92,13 +94,7 @@ def write(df: pl.DataFrame, path: str | os.PathLike, name: str) -> None:
     """Validate, then write atomically (parquet or csv by suffix)."""
     path = Path(path)
     validate(df, name, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if path.suffix == ".csv":
-        df.write_csv(tmp)
-    else:
-        df.write_parquet(tmp)
-    os.replace(tmp, path)
+    (atomic.write_csv if path.suffix == ".csv" else atomic.write_parquet)(df, path)
 
 
 def read(path: str | os.PathLike, name: str) -> pl.DataFrame:

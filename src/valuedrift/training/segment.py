@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from . import lora, registry, retention, trainers
 from .ppo import SegmentDone
 from .settings import TrainerSettings
@@ -109,9 +110,8 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
             "log": [h for h in history if h.get("step", 0) > start_step]}
     if settings.lora:  # a full model folder for every reader, the adapter in lora/ for resuming
         lora.publish(saved, start_model, sequence_classifier=algorithm == "reward", tokenizer=tokenizer)
-    (saved / SEGMENT_INFO).write_text(json.dumps(info, indent=2))
-    shutil.rmtree(output, ignore_errors=True)
-    os.replace(saved, output)
+    (saved / SEGMENT_INFO).write_text(json.dumps(info, indent=2))  # inside the unpublished folder
+    atomic.publish_dir(saved, output)  # the old checkpoint (if any) stays whole until the new one is in place
     shutil.rmtree(work, ignore_errors=True)
     info["optimizer_state_freed_bytes"] = retention.after_segment(policy=optimizer_state, previous=previous,
                                                                   output=output, final=final)

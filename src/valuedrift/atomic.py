@@ -1,0 +1,197 @@
+"""Atomic writers: every artifact is written to a hidden temporary sibling, flushed to disk,
+then renamed onto its target. A reader (a later job, a rerun, Snakemake) sees either the
+previous complete file or the new complete one, never a half-written file, whatever kills
+the writer (kill -9, preemption, a full disk).
+
+- :func:`atomic_path` is the one primitive: ``with atomic_path(target) as tmp: write(tmp)``.
+  The temporary file lives in the target's directory (a rename within one directory is
+  atomic on POSIX filesystems, NFS included), keeps the target's suffix (writers such as
+  ``np.save`` look at it) and is removed when the block fails.
+- :func:`atomic_dir` does the same for a folder (a model or checkpoint folder).
+- Failures of the file layer (ENOSPC, EACCES, EDQUOT, EROFS ...) are re-raised as
+  :class:`WriteError` (an ``OSError`` with the same errno) naming the target path, the
+  cause and what to do; the previous artifact at the target is left untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free space (or point results/ elsewhere) and rerun",
+    errno.EDQUOT: "the disk quota is exceeded: free space and rerun",
+    errno.EACCES: "permission denied: make the folder writable for this user and rerun",
+    errno.EPERM: "operation not permitted: check the folder's permissions and rerun",
+    errno.EROFS: "the filesystem is read-only: write results/ to a writable filesystem",
+}
+
+
+class WriteError(OSError):
+    """Writing an artifact failed; the message names the path, the cause and the fix."""
+
+
+def _explain(exc: OSError, target: Path) -> WriteError:
+    cause = exc.strerror or str(exc)
+    hint = _HINTS.get(exc.errno or 0, "the previous version of the file, if any, is intact; rerun once fixed")
+    name = errno.errorcode.get(exc.errno or 0, "error")
+    return WriteError(exc.errno or 0, f"cannot write {target}: {cause} [{name}]; {hint}")
+
+
+def _wrapped_os_error(exc: Exception) -> OSError | None:
+    """The OS error inside a library's own exception (polars/arrow report a full disk as
+    ``ComputeError: ... No space left on device (os error 28)``)."""
+    match = re.search(r"os error (\d+)", str(exc))
+    if match is None:
+        return None
+    code = int(match.group(1))
+    return OSError(code, os.strerror(code))
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # not supported by every filesystem; the rename itself is what matters
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_sibling(target: str | os.PathLike) -> Path:
+    """A fresh hidden name next to ``target`` (same directory, same suffix); the file is created empty."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike, *, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``target`` atomically."""
+    target = Path(target)
+    tmp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(target)
+        yield tmp
+        _fsync_file(tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+        tmp = None
+        _fsync_dir(target.parent)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise _explain(exc, target) from exc
+    except Exception as exc:
+        os_error = _wrapped_os_error(exc)
+        if os_error is None:
+            raise
+        raise _explain(os_error, target) from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | os.PathLike, obj: Any, **dumps_kwargs: Any) -> None:
+    dumps_kwargs.setdefault("indent", 2)
+    write_text(target, json.dumps(obj, **dumps_kwargs))
+
+
+def write_parquet(df, target: str | os.PathLike) -> None:
+    """A polars DataFrame as Parquet."""
+    with atomic_path(target) as tmp:
+        df.write_parquet(tmp)
+
+
+def write_csv(df, target: str | os.PathLike) -> None:
+    """A polars DataFrame as CSV."""
+    with atomic_path(target) as tmp:
+        df.write_csv(tmp)
+
+
+def save_npy(target: str | os.PathLike, array) -> None:
+    import numpy as np
+
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``target``; on success it takes the
+    target's place (an old folder there is moved aside first, then deleted)."""
+    target = Path(target)
+    tmp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        yield tmp
+        publish_dir(tmp, target)
+        tmp = None
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise _explain(exc, target) from exc
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_dir(built: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the complete folder ``built`` onto ``target`` (same parent directory). An
+    existing target is renamed aside before and deleted after, so at every instant the
+    target is either absent, the old complete folder, or the new complete one."""
+    built, target = Path(built), Path(target)
+    for f in built.rglob("*"):
+        if f.is_file():
+            _fsync_file(f)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        try:
+            os.replace(target, old / target.name)
+        except OSError:
+            shutil.rmtree(old, ignore_errors=True)
+            raise
+    try:
+        os.replace(built, target)
+    except OSError:
+        if old is not None:  # put the previous complete folder back
+            os.replace(old / target.name, target)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -129,15 +129,24 @@ def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
     if path.suffix == ".parquet":
         yield from pl.read_parquet(path).iter_rows(named=True)
         return
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset file not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DatasetError(f"{path}:{lineno}: not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); "
+                                   f"re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DatasetError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+                cut = " (the line is cut off: was the file copied or written completely?)" \
+                    if not raw.endswith(b"\n") else ""
+                raise DatasetError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno}){cut}") from None
             if not isinstance(row, dict):
                 raise DatasetError(f"{path}:{lineno}: expected a JSON object")
             yield row

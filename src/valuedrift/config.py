@@ -81,7 +81,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         want = " or ".join(_JSON_TYPES.get(w, w) for w in wanted)
         hint = ""
         if isinstance(error.instance, str) and any(w in ("integer", "number") for w in wanted):
-            hint = " (write the number without quotes)"
+            hint = "; write the number without quotes"
         return (f"config key '{key}': {error.message} (expected {want}, got "
                 f"{_JSON_TYPES.get(_json_type(error.instance), 'a value')}{hint})")
     return f"config key '{key}': {error.message}"

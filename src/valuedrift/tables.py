@@ -99,8 +99,19 @@ def write(df: pl.DataFrame, path: str | os.PathLike, name: str) -> None:
 
 def read(path: str | os.PathLike, name: str) -> pl.DataFrame:
     path = Path(path)
-    df = pl.read_csv(path) if path.suffix == ".csv" else pl.read_parquet(path)
+    try:
+        df = pl.read_csv(path) if path.suffix == ".csv" else pl.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, pl.exceptions.PolarsError) as err:  # truncated, or not a table at all
+        raise TableError(f"{path}: unreadable {name} table ({_short(err)}); delete it and rerun the job "
+                         f"that makes it") from None
     return validate(df, name, path)
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def read_user_file(path: str | os.PathLike, what: str, error: type[Exception] = ValueError) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
+from ..integrity import check_model_folder
 from . import lora, registry, retention, trainers
 from .ppo import SegmentDone
 from .settings import TrainerSettings
@@ -62,6 +63,8 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     retention.check_policy(optimizer_state)
     if previous is not None:
         retention.check_resumable(previous, optimizer_state)
+        check_model_folder(previous, "previous checkpoint")  # a truncated one is never resumed from
+    check_model_folder(start_model, "start model")
     work = output.parent / f".{output.name}.partial"
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch: one of world_size
     if main_process:

@@ -463,6 +463,8 @@ class OpenAIChatClient:
             out = self._call(bodies[todo[key][0]])
             if isinstance(out, dict) and self.cache is not None:
                 self.cache.put(key, out)  # at once: a killed job keeps what it has paid for
+            elif getattr(out, "kind", None) in ENDPOINT_FAILURES:
+                self._abort.set()  # here, not in the loop below: no queued request starts meanwhile
             return key, out
 
         with tqdm(total=len(requests), initial=n_cached, desc=self.desc, unit="req", disable=not self.progress) as bar, \
@@ -479,8 +481,7 @@ class OpenAIChatClient:
                     if not isinstance(out, dict):
                         self.acct.add(failures=len(todo[key]))
                         if getattr(out, "kind", None) in ENDPOINT_FAILURES and stopped is None:
-                            stopped = out  # the endpoint is gone: stop the others, report progress
-                            self._abort.set()
+                            stopped = out  # the endpoint is gone: the others stopped, report progress
                         elif getattr(out, "kind", None) != "aborted":
                             log.warning("LLM request failed for good: %s", out)
                     bar.update(len(todo[key]))

@@ -5,8 +5,8 @@ the writer (kill -9, preemption, a full disk).
 
 - :func:`atomic_path` is the one primitive: ``with atomic_path(target) as tmp: write(tmp)``.
   The temporary file lives in the target's directory (a rename within one directory is
-  atomic on POSIX filesystems, NFS included), keeps the target's suffix (writers such as
-  ``np.save`` look at it) and is removed when the block fails.
+  atomic on POSIX filesystems, NFS included), is hidden, ends in ``.tmp`` and is removed
+  when the block fails (a killed writer leaves it behind; it is never read).
 - :func:`atomic_dir` does the same for a folder (a model or checkpoint folder).
 - Failures of the file layer (ENOSPC, EACCES, EDQUOT, EROFS ...) are re-raised as
   :class:`WriteError` (an ``OSError`` with the same errno) naming the target path, the
@@ -77,9 +77,11 @@ def _fsync_file(path: Path) -> None:
 
 
 def temp_sibling(target: str | os.PathLike) -> Path:
-    """A fresh hidden name next to ``target`` (same directory, same suffix); the file is created empty."""
+    """A fresh hidden name next to ``target`` (same directory), created empty. It ends in
+    ``.tmp``, not in the target's suffix, so that nothing globbing for ``*.json`` or
+    ``*.parquet`` ever picks up a temporary file a killed writer left behind."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     return Path(tmp)
 

@@ -34,6 +34,7 @@ def test_sentinel_key_is_nowhere_on_disk_or_in_output(workdir, tiny_model, tmp_p
         cfg = tiny_config(tiny_model, judge={"backend": "openai", "model": "smollm2", "base_url": server.base_url,
                                               "api_key_env": KEY_ENV, "concurrency": 2, "timeout_s": 60})
         cfg["generation"]["samples"] = 1
+        cfg["questions"]["per_category"] = 1
         write_config(workdir, cfg)
         monkeypatch.setenv(KEY_ENV, sentinel)
         target = "results/stances/tiny/base.parquet"

@@ -150,6 +150,38 @@ def save_npy(target: str | os.PathLike, array) -> None:
         np.save(fh, array)
 
 
+SPACE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+@contextmanager
+def writing(target: str | os.PathLike) -> Iterator[None]:
+    """Around a writer that is not ours (the HF Trainer saving a checkpoint into a work
+    folder): a full disk, an exceeded quota or a read-only filesystem, however the library
+    reports it, becomes a WriteError naming ``target``. Other errors pass unchanged."""
+    target = Path(target)
+    try:
+        yield
+    except WriteError:
+        raise
+    except Exception as exc:
+        os_error = exc if isinstance(exc, OSError) else _wrapped_os_error(exc) or _failed_write_on_full_disk(exc, target)
+        if os_error is None or os_error.errno not in SPACE_ERRORS:
+            raise
+        raise _explain(os_error, target) from exc
+
+
+def _failed_write_on_full_disk(exc: Exception, target: Path) -> OSError | None:
+    """torch.save on a full disk says only "file write failed", "unexpected pos ..." or
+    "basic_ios::clear: iostream error": believed when the disk is (nearly) full indeed."""
+    text = str(exc).lower()
+    if not any(s in text for s in ("write failed", "unexpected pos", "iostream error")):
+        return None
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is not None and shutil.disk_usage(existing).free < 16 * 1024 * 1024:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
 @contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``target``; on success it takes the

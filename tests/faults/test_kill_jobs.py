@@ -40,6 +40,7 @@ SEED = 17
 
 
 def _workflow_copy(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for item in ("Snakefile", "workflow", "profiles", "data", "envs", "configs"):
         src = REPO / item
         if src.is_dir():

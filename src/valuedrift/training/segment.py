@@ -40,15 +40,22 @@ def _stop_at(step: int):
     return StopAtStep()
 
 
-def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str | os.PathLike,
-                  previous: str | os.PathLike | None, output: str | os.PathLike, step: int,
-                  rows: list[dict[str, Any]], reward_model: str | os.PathLike | None = None,
-                  optimizer_state: str = "all", final: bool = False) -> dict[str, Any]:
+def train_segment(*, output: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
     """Train from ``previous`` (None: from ``start_model``) up to optimizer step ``step``.
 
     ``optimizer_state`` (all/last/none, see ``retention``) decides which optimizer state
-    survives once the checkpoint is published; ``final``: ``step`` ends its run.
+    survives once the checkpoint is published; ``final``: ``step`` ends its run. A full
+    disk or quota while the trainer saves is reported as a WriteError naming ``output``;
+    the published checkpoints are untouched (the new one is renamed in only when whole).
     """
+    with atomic.writing(output):
+        return _train_segment(output=output, **kwargs)
+
+
+def _train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str | os.PathLike,
+                   previous: str | os.PathLike | None, output: str | os.PathLike, step: int,
+                   rows: list[dict[str, Any]], reward_model: str | os.PathLike | None = None,
+                   optimizer_state: str = "all", final: bool = False) -> dict[str, Any]:
     from transformers import AutoTokenizer, set_seed
 
     algo = registry.get(algorithm)

@@ -9,9 +9,10 @@ job alone, and the Snakemake process itself with its running job (the whole proc
 group, as a node failure or ``scancel`` does). Training-segment kills are in
 tests/test_training_workflow.py; the API judge's in tests/test_openai_judge.py.
 
-Tolerance: tables must be *equal* (polars ``equals``: same rows, same values). The
-float columns come out bit-identical here (CPU, fixed seeds, same batch composition);
-a GPU run would need a tolerance, as the judge's batch composition changes on a resume.
+Tolerance: questions and generations must be *equal* (same rows, same values: seeded
+sampling, bit-identical on CPU). Stance probabilities within 1e-5: a resumed judge job
+scores only the uncached responses, so its batches (and their padding) differ from the
+uninterrupted run's, which moves the float32 logits in the last digits.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def _workflow_copy(dest: Path) -> Path:
 def _config(tiny_model):
     cfg = tiny_config(tiny_model)
     # small batches and longer answers: each job runs for a few seconds, so a kill lands inside
+    cfg["questions"]["per_category"] = 1
     cfg["generation"].update(samples=2, max_new_tokens=24, batch_size=2)
     cfg["judge"].update(batch_size=2)
     return cfg
@@ -65,6 +67,21 @@ def reference(tiny_model, tmp_path_factory):
     write_config(wd, _config(tiny_model))
     snakemake(wd, TARGET)
     return {t: pl.read_parquet(wd / t) for t in TABLES}
+
+
+STANCE_TOL = 1e-5
+
+
+def _assert_same_table(got: pl.DataFrame, want: pl.DataFrame, name: str) -> None:
+    assert got.columns == want.columns and got.height == want.height, name
+    floats = [c for c, t in want.schema.items() if t.is_float()]
+    exact = [c for c in want.columns if c not in floats]
+    assert got.select(exact).equals(want.select(exact)), f"{name}: non-float columns differ"
+    if name != TARGET:
+        assert got.equals(want), f"{name} differs from the uninterrupted run"
+        return
+    diff = max((got[c] - want[c]).abs().max() or 0.0 for c in floats)
+    assert diff <= STANCE_TOL, f"{name}: stance probabilities differ by {diff:g}"
 
 
 def _job(snake: psutil.Process, script: str) -> psutil.Process | None:
@@ -124,8 +141,7 @@ def test_kill9_then_unlock_and_rerun_gives_the_uninterrupted_tables(victim, refe
     snakemake(wd, TARGET)
 
     for table, want in reference.items():
-        got = pl.read_parquet(wd / table)
-        assert got.equals(want), f"{table} differs from the uninterrupted run"
+        _assert_same_table(pl.read_parquet(wd / table), want, table)
     for table, mtime in before.items():  # what was finished before the kill is not rebuilt
         assert (wd / table).stat().st_mtime_ns == mtime, f"{table} was rebuilt"
     accounting = json.loads((wd / "results/stances/tiny/base.accounting.json").read_text())

@@ -339,7 +339,8 @@ class OpenAIChatClient:
             listed = []
         except (ValueError, AttributeError, TypeError):  # a /models answer we cannot read
             listed = []
-        if listed and self.model not in listed:
+        # some servers list ids with a prefix ("models/gemini-1.5-flash")
+        if listed and not any(m == self.model or m.endswith("/" + self.model) for m in listed):
             raise EndpointError(f"{self.url} does not serve model {self.model!r}{_did_you_mean(self.model, listed)}; "
                                 f"it lists: {', '.join(listed[:20])}; fix {c}.model")
         self._checked = True
@@ -631,7 +632,9 @@ def make_client(cfg: dict[str, Any]) -> LLMClient:
     ``backend``: ``openai`` (default when ``base_url`` is given) or ``transformers``
     (alias ``local``). openai keys: ``model``, ``base_url``, ``api_key_env``,
     ``concurrency``, ``max_retries``, ``timeout_s``, ``price_per_million_prompt_tokens``,
-    ``price_per_million_completion_tokens``. transformers keys: ``model_dir`` (or
+    ``price_per_million_completion_tokens``, ``allow_http`` (plain http to a non-loopback
+    host), ``cache_namespace`` (replaces the endpoint in cache keys), ``config_key`` (the
+    section named in errors; default ``questions.vprism.llm``). transformers keys: ``model_dir`` (or
     ``model``: a model folder), ``dtype``, ``batch_size``. Both: ``cache_dir`` (default
     ``results/cache/llm``; null turns the cache off), ``progress``, ``desc``.
     """

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO
 from valuedrift.options import option_letter, options_from_top_logprobs, read_options
+from valuedrift.study import runs_of
 
 # -- API judge option reading (paper Figure 8 shows "(A) support") ---------------------------
 
@@ -479,7 +480,7 @@ def test_paper_config_grid_gives_every_sft_drift_time_of_tables_9_to_12():
     from valuedrift import config as vd_config
 
     cfg = vd_config.load(REPO / "config/paper.yaml", workdir=REPO)
-    runs = {(r.base, r.sft): r for r in vd_config.runs(cfg) if r.is_sft}
+    runs = {(r.base, r.sft): r for r in runs_of(cfg) if r.is_sft}
     if PAPER.exists():
         table_times = paper_sft_drift_times()
         for (base, sft), times in table_times.items():
@@ -505,7 +506,7 @@ def test_table_1_drift_times_lie_on_the_ultrafeedback_grid():
     from valuedrift import config as vd_config
 
     cfg = vd_config.load(REPO / "config/paper.yaml", workdir=REPO)
-    [run] = [r for r in vd_config.runs(cfg) if (r.base, r.sft, r.algorithm, r.preference)
+    [run] = [r for r in runs_of(cfg) if (r.base, r.sft, r.algorithm, r.preference)
              == ("llama3-3b", "wildchat", "dpo", "ultrafeedback")]
     table_1 = {0.21, 0.42, 0.28, 0.20, 0.14, 0.84}
     lattice = attainable_drift_times(run)
@@ -534,7 +535,7 @@ def test_synthetic_po_drift_times_fit_an_888_step_grid():
     """Tables 13-16 (PO on the 9,453-prompt synthetic set, not in config/paper.yaml): their
     drift times are k x 100 / 888 (9,453 / 32 x 3 epochs = 888 steps, a checkpoint every
     100), the grid a config for them needs."""
-    from valuedrift.paths import Run
+    from valuedrift.study import Run
 
     if not PAPER.exists():
         pytest.skip(f"{PAPER} not available")

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from valuedrift import atomic
+
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -41,7 +43,7 @@ def build_tiny_model(output: str | os.PathLike, texts: Iterable[str], *, vocab_s
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output, safe_serialization=True)
-    tok.save_pretrained(output)
+    with atomic.atomic_dir(output) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
     return output

@@ -7,11 +7,14 @@ directory never holds more than a few thousand files even for millions of entrie
 
 Safe under concurrent SLURM jobs on a shared filesystem: an entry is written to a
 unique temporary file in its final directory, fsynced, then ``os.replace``d into
-place (atomic on POSIX, also on NFS for a rename within one directory). Readers see
-either no entry or a whole one; two jobs writing the same key write the same content
-and the last rename wins. An unreadable entry (e.g. a truncated file left by a
-filesystem crash) counts as a miss and is overwritten by the next put. Nothing is
-ever deleted by this module.
+place (``valuedrift.atomic``; atomic on POSIX, also on NFS for a rename within one
+directory). Readers see either no entry or a whole one; two jobs writing the same key
+write the same content and the last rename wins.
+
+An entry carries the sha256 of its value. An entry that is unreadable, truncated (e.g.
+by a filesystem crash or a copy cut short), filed under another key or whose value does
+not match its checksum is never trusted: it counts as a miss (logged with its path), the
+call is made again and the next put overwrites it. Nothing is ever deleted by this module.
 
 Never put secrets in a key or a value: entries are plain files.
 """
@@ -20,11 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+from . import atomic
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = "results/cache/llm"
 FORMAT = 1  # bump when the meaning of keys/values changes; old entries are then ignored
@@ -32,6 +39,10 @@ FORMAT = 1  # bump when the meaning of keys/values changes; old entries are then
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _value_digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 def cache_key(obj: Any) -> str:
@@ -64,36 +75,29 @@ class DiskCache:
 
     def peek(self, key: str) -> Any | None:
         """Like :meth:`get` without touching the counters."""
+        path = self.path(key)
         try:
-            with open(self.path(key), encoding="utf-8") as fh:
+            with open(path, encoding="utf-8") as fh:
                 entry = json.load(fh)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except (OSError, ValueError):  # torn or foreign file: treat as absent
+        except (OSError, ValueError) as exc:  # torn or foreign file: never trusted
+            log.warning("cache entry %s is unreadable (%s); recomputing it", path, type(exc).__name__)
             return None
-        if not isinstance(entry, dict) or entry.get("key") != key:
+        if not isinstance(entry, dict) or entry.get("key") != key or "value" not in entry:
+            log.warning("cache entry %s is not an entry for its key; recomputing it", path)
             return None
-        return entry.get("value")
+        value = entry["value"]
+        if "sha256" in entry and entry["sha256"] != _value_digest(value):
+            log.warning("cache entry %s fails its checksum; recomputing it", path)
+            return None
+        return value
 
     def put(self, key: str, value: Any) -> None:
         """Store ``value`` (JSON-serialisable) atomically."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"key": key, "value": value}, ensure_ascii=False, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        data = json.dumps({"key": key, "value": value, "sha256": _value_digest(value)},
+                          ensure_ascii=False, allow_nan=False)
+        atomic.write_text(self.path(key), data)
         with self._lock:
             self.writes += 1
 

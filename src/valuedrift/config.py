@@ -7,7 +7,9 @@ fails in a second instead of after an hour of training.
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib.util
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -35,16 +37,50 @@ def _key_path(path) -> str:
     return out or "<top level>"
 
 
+def did_you_mean(name: Any, options) -> str:
+    """' (did you mean 'x'?)' for the closest of ``options``, or ''."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_JSON_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+               "object": "a mapping (key: value)", "array": "a list", "null": "null"}
+
+
+def _json_type(value: Any) -> str:
+    for name, t in (("boolean", bool), ("integer", int), ("number", float), ("string", str), ("array", list),
+                    ("object", dict)):
+        if isinstance(value, t):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
+    """One schema violation as a sentence naming the key and suggesting the fix."""
     key = _key_path(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         where = f"in '{key}'" if error.absolute_path else "at the top level"
-        return (f"unknown config key {', '.join(repr(u) for u in unknown)} {where}; "
+        close = {u: difflib.get_close_matches(str(u), allowed, n=1, cutoff=0.6) for u in unknown}
+        guesses = [f"{c[0]!r}" + (f" for {u!r}" if len(unknown) > 1 else "") for u, c in close.items() if c]
+        guess = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+        return (f"unknown config key {', '.join(repr(u) for u in unknown)} {where}{guess}; "
                 f"allowed keys: {', '.join(allowed)}")
     if error.validator == "required":
         return f"config key '{key}' is missing a required entry: {error.message}"
+    if error.validator == "enum":
+        options = ", ".join(repr(o) for o in error.validator_value)
+        return (f"config key '{key}': {error.instance!r} is not a valid choice{did_you_mean(error.instance, error.validator_value)}; "
+                f"choose one of {options}")
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        want = " or ".join(_JSON_TYPES.get(w, w) for w in wanted)
+        hint = ""
+        if isinstance(error.instance, str) and any(w in ("integer", "number") for w in wanted):
+            hint = "; write the number without quotes"
+        return (f"config key '{key}': {error.message} (expected {want}, got "
+                f"{_JSON_TYPES.get(_json_type(error.instance), 'a value')}{hint})")
     return f"config key '{key}': {error.message}"
 
 
@@ -117,11 +153,11 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     for i, run in enumerate(config["runs"]):
         key = f"runs[{i}]"
         if run["base"] not in config["models"]:
-            problems.append(f"config key '{key}.base': unknown model {run['base']!r}; models: {', '.join(config['models'])}")
+            problems.append(f"config key '{key}.base': unknown model {run['base']!r}{did_you_mean(run['base'], config['models'])}; models: {', '.join(config['models'])}")
         _check_dataset(config, f"{key}.sft", run["sft"], "sft", problems)
         if "algorithm" in run:
             if run["algorithm"] not in ALGORITHMS:
-                problems.append(f"config key '{key}.algorithm': unknown algorithm {run['algorithm']!r}; known: {', '.join(ALGORITHMS)}")
+                problems.append(f"config key '{key}.algorithm': unknown algorithm {run['algorithm']!r}{did_you_mean(run['algorithm'], ALGORITHMS)}; known: {', '.join(ALGORITHMS)}")
             if "preference" not in run:
                 problems.append(f"config key '{key}.preference' is required for a preference-optimization run")
             else:
@@ -146,6 +182,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
         problems.append("config key 'judge.model' is required (a key of 'models' or a model folder)")
     if judge["backend"] == "openai" and not judge.get("base_url"):
         problems.append("config key 'judge.base_url' is required for the openai judge")
+    _check_inputs_issue17(config, workdir, problems)
     if problems:
         raise ConfigError("\n".join(problems))
     return config
@@ -216,7 +253,7 @@ def _check_resources(config, workdir, problems) -> None:
     res = config["resources"]
     for model in res.get("by_model") or {}:
         if model not in config["models"]:
-            problems.append(f"config key 'resources.by_model.{model}': unknown model {model!r}; "
+            problems.append(f"config key 'resources.by_model.{model}': unknown model {model!r}{did_you_mean(model, config['models'])}; "
                             f"models: {', '.join(config['models'])}")
     launch_config = (res.get("launcher") or {}).get("config", "fsdp")
     if launch_config not in BUILTIN_LAUNCH_CONFIGS and not (Path(workdir) / launch_config).is_file():
@@ -237,7 +274,7 @@ def _check_lora(config, problems) -> None:
 def _check_dataset(config, key, name, kind, problems) -> None:
     ds = config["datasets"].get(name)
     if ds is None:
-        problems.append(f"config key '{key}': unknown dataset {name!r}; datasets: {', '.join(config['datasets'])}")
+        problems.append(f"config key '{key}': unknown dataset {name!r}{did_you_mean(name, config['datasets'])}; datasets: {', '.join(config['datasets'])}")
     elif ds["kind"] != kind:
         problems.append(f"config key '{key}': dataset {name!r} is a {ds['kind']} dataset, a {kind} dataset is needed")
 
@@ -249,3 +286,79 @@ def load(path: str | Path, workdir: str | Path = ".") -> dict[str, Any]:
         return validate(config, workdir)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+# -- issue 17: further bad inputs caught before any job runs -----------------------------
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a model/dataset name is a path part
+
+
+def _check_inputs_issue17(config, workdir, problems) -> None:
+    _check_names(config, problems)
+    _check_checkpoint_intervals(config, problems)
+    _check_output_collisions(config, problems)
+    _check_local_model_folders(config, workdir, problems)
+    _check_judge_settings(config, workdir, problems)
+
+
+def _check_names(config, problems) -> None:
+    for section in ("models", "datasets"):
+        for name in config[section]:
+            if not SAFE_NAME.match(str(name)):
+                problems.append(f"config key '{section}.{name}': a name becomes part of result paths; use letters, "
+                                f"digits, '.', '_' and '-' only (no '/', spaces, or a leading '.')")
+
+
+def _check_checkpoint_intervals(config, problems) -> None:
+    for i, run in enumerate(config["runs"]):
+        if run["every"] > run["max_steps"]:
+            problems.append(f"config key 'runs[{i}].every': the checkpoint interval ({run['every']}) is larger than "
+                            f"runs[{i}].max_steps ({run['max_steps']}), so no checkpoint falls inside the run; "
+                            f"set every <= max_steps")
+
+
+def _check_output_collisions(config, problems) -> None:
+    """Two runs writing the same results/models/<path>/ would overwrite each other."""
+    seen: dict[str, int] = {}
+    for i, run in enumerate(config["runs"]):
+        if "algorithm" not in run:
+            continue  # duplicate SFT runs are reported by validate() itself
+        path = f"{run['base']}/sft-{run['sft']}/{run['algorithm']}-{run.get('preference')}"
+        if path in seen:
+            problems.append(f"config key 'runs[{i}]': writes the same results/models/{path}/ as runs[{seen[path]}]; "
+                            f"remove one of them or change its algorithm or preference dataset")
+        seen.setdefault(path, i)
+
+
+def _check_local_model_folders(config, workdir, problems) -> None:
+    from .integrity import ModelFolderError, check_model_folder
+
+    for name, model in config["models"].items():
+        if model["source"] != "local" or not model.get("path"):
+            continue
+        folder = Path(workdir) / model["path"]
+        # an empty folder is refused by the import job (the first job, seconds); one with
+        # files must be a whole safetensors model already here
+        if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+            try:
+                check_model_folder(folder, f"model folder of models.{name}")
+            except ModelFolderError as err:
+                problems.append(f"config key 'models.{name}.path': {err}")
+
+
+def _check_judge_settings(config, workdir, problems) -> None:
+    from .llm import endpoint_problem
+
+    judge = config["judge"]
+    if judge["backend"] == "openai":
+        if not judge.get("model"):
+            problems.append("config key 'judge.model' is required for the openai judge: the model name the server "
+                            "serves (GET <judge.base_url>/models lists them)")
+        if judge.get("base_url"):
+            problem = endpoint_problem(judge["base_url"], allow_http=judge.get("allow_http", False))
+            if problem:
+                problems.append(f"config key 'judge.base_url': {problem}")
+    elif judge.get("model") and judge["model"] not in config["models"] and not (Path(workdir) / judge["model"]).exists():
+        problems.append(f"config key 'judge.model': {judge['model']!r} is neither a key of 'models'"
+                        f"{did_you_mean(judge['model'], config['models'])} nor an existing model folder")
+

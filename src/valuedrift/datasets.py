@@ -91,8 +91,10 @@ def normalise_sft(row: dict[str, Any], where: str) -> dict[str, Any]:
         raise DatasetError(f"{where}: an SFT row needs 'messages', 'conversation' or 'instruction'+'output'; has {sorted(row)}")
     if messages[-1]["role"] != "assistant":
         raise DatasetError(f"{where}: the last message must be a non-empty assistant reply")
-    if not messages[-1]["content"].strip():  # e.g. a WildChat turn whose reply failed
-        raise SkipRow(f"{where}: the last assistant reply is empty")
+    if not messages[-1]["content"].strip():
+        if "conversation" in row:  # a WildChat turn whose reply failed: data as published, skipped and counted
+            raise SkipRow(f"{where}: the last assistant reply is empty")
+        raise DatasetError(f"{where}: the last message must be a non-empty assistant reply")
     if not any(m["role"] == "user" and m["content"].strip() for m in messages):
         raise DatasetError(f"{where}: no non-empty user message")
     return {"messages": messages}
@@ -153,15 +155,24 @@ def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
     if path.suffix == ".parquet":
         yield from pl.read_parquet(path).iter_rows(named=True)
         return
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset file not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DatasetError(f"{path}:{lineno}: not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); "
+                                   f"re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DatasetError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
+                cut = " (the line is cut off: was the file copied or written completely?)" \
+                    if not raw.endswith(b"\n") else ""
+                raise DatasetError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno}){cut}") from None
             if not isinstance(row, dict):
                 raise DatasetError(f"{path}:{lineno}: expected a JSON object")
             yield row

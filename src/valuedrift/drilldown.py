@@ -84,10 +84,9 @@ def render_page(title: str, data_file: str) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from . import atomic
+
+    atomic.write_text(path, text)
 
 
 def write_data(data: dict, output: str | os.PathLike) -> None:

@@ -333,8 +333,6 @@ def read_table(path: str, decimals: int = 4) -> tuple[list[str], list[list[str]]
 
 
 def _write_text(path: str, text: str) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    from . import atomic
+
+    atomic.write_text(path, text)

@@ -13,6 +13,7 @@ record it as such and never make up a value.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, Sequence
+from urllib.parse import urlsplit
 
 from .backends import get_model, register_model
 from .cache import DiskCache, cache_key, open_cache
@@ -65,6 +67,66 @@ def user(text: str) -> tuple[tuple[str, str], ...]:
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 MAX_RETRY_AFTER_S = 600.0  # a Retry-After longer than this is capped (and logged)
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+
+
+class EndpointError(RuntimeError):
+    """The endpoint cannot be used (unreachable, key refused, model not served): named with
+    its URL, the setting to fix and the server's own words. Raised before any scoring, or
+    mid-run with how many items are done (they are cached: a rerun resumes)."""
+
+
+def is_loopback_url(url: str | None) -> bool:
+    host = urlsplit(url or "").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_problem(base_url: str, *, allow_http: bool = False, setting: str = "judge.allow_http") -> str | None:
+    """Why ``base_url`` is not an acceptable OpenAI-compatible endpoint (None: it is).
+    It needs http(s), a host and the API's version path (``.../v1``); plain http only to
+    a loopback address unless explicitly allowed (the API key would travel in clear)."""
+    url = urlsplit(base_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return f"{base_url!r} is not an http(s) URL; e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1"
+    if "/v1" not in url.path:
+        return (f"{base_url!r} lacks the API path: an OpenAI-compatible base_url ends in /v1 "
+                f"(try {base_url.rstrip('/')}/v1)")
+    if url.scheme == "http" and not allow_http and not is_loopback_url(base_url):
+        return (f"{base_url!r} is plain http to a non-loopback host: the API key would be sent unencrypted; "
+                f"use https, or set {setting}: true if this network is trusted")
+    return None
+
+
+def endpoint_identity(base_url: str | None) -> str:
+    """The server part of a cache key: scheme://host:port/path, lower-cased, no trailing
+    slash. Every loopback address and port is one identity ("loopback/<path>"): a server
+    a job starts itself gets a fresh port every time, and is identified by the model name
+    it serves (use --model_alias / --served-model-name)."""
+    url = urlsplit(base_url or OPENAI_DEFAULT_URL)
+    path = url.path.rstrip("/")
+    if is_loopback_url(base_url):
+        return f"loopback{path}"
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme.lower()}://{(url.hostname or '').lower()}{port}{path}"
+
+
+def server_words(exc: BaseException) -> str:
+    """The server's own error message from an openai exception (its JSON body), else the text."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+        if body.get("detail"):
+            return str(body["detail"])
+    return _short(exc.__cause__ or exc) if isinstance(exc, Exception) else str(exc)
 
 
 def request_body(model: str, req: ChatRequest) -> dict[str, Any]:
@@ -167,9 +229,20 @@ class OpenAIChatClient:
       ``retry-after-ms`` header is honoured (waited at least, capped at 600 s) and pauses
       all threads of this client, not only the one that got it. Other errors (400, 401,
       ...) fail at once. A failed request is returned with ``error`` set, not cached.
+      A malformed response (not JSON, or not a chat completion) is retried like a 5xx.
+    - Before the first call the endpoint is checked once (``check_endpoint``): reachable,
+      key accepted, model listed by ``/models`` where the server lists models. A failure
+      raises EndpointError at once naming the URL, the setting to fix and the server's
+      words, instead of one failed call per item.
+    - When the endpoint goes away mid-run (connection refused or timeouts past
+      ``max_retries``), the batch stops with EndpointError saying how many items are done
+      (cached) and that a rerun resumes; it does not grind through every item.
+    - Plain http is refused unless the host is loopback or ``allow_http`` is set.
     - The cache key is the request body (model name, messages, max_tokens, temperature,
-      logprobs, top_logprobs, seed), not the base URL: serve different models under
-      different names. A successful result is cached the moment it arrives, so a killed
+      logprobs, top_logprobs, seed) plus the endpoint's identity (``endpoint_identity``:
+      scheme, host, port, path; every loopback server counts as one, named by the model
+      it serves), or ``cache_namespace`` when given (e.g. one name for several mirrors of
+      one deployment). A successful result is cached the moment it arrives, so a killed
       job loses at most the requests in flight, and a rerun costs zero calls. A sampled
       request (temperature > 0) is cached like any other: to get several samples of one
       prompt, give the requests different seeds.
@@ -181,9 +254,16 @@ class OpenAIChatClient:
                  concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,
                  cache: DiskCache | None = None, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
                  price_per_million_prompt_tokens: float = 0.0, price_per_million_completion_tokens: float = 0.0,
-                 progress: bool = True, desc: str = "LLM calls"):
+                 progress: bool = True, desc: str = "LLM calls", allow_http: bool = False,
+                 config_key: str = "judge", cache_namespace: str | None = None):
         self.model = model
         self.base_url = base_url
+        self.config_key = config_key  # the config section named in error messages
+        if base_url is not None:
+            problem = endpoint_problem(base_url, allow_http=allow_http, setting=f"{config_key}.allow_http")
+            if problem:
+                raise EndpointError(f"{config_key}.base_url: {problem}")
+        self.endpoint = cache_namespace or endpoint_identity(base_url)
         self.api_key_env = api_key_env
         self.concurrency = max(1, int(concurrency))
         self.max_retries = max(0, int(max_retries))
@@ -200,6 +280,8 @@ class OpenAIChatClient:
         self._pause_until = 0.0
         self._pause_lock = threading.Lock()
         self._rng = random.Random()
+        self._checked = False
+        self._abort = threading.Event()
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
@@ -223,7 +305,47 @@ class OpenAIChatClient:
             return self._client
 
     def _key(self, body: dict[str, Any]) -> str:
-        return cache_key({"api": "chat.completions", "request": body})
+        return cache_key({"api": "chat.completions", "endpoint": self.endpoint, "request": body})
+
+    @property
+    def url(self) -> str:
+        return self.base_url or OPENAI_DEFAULT_URL
+
+    def check_endpoint(self) -> None:
+        """Once per client: the endpoint answers, accepts the key and serves the model.
+        Raises EndpointError naming the URL, the setting to fix and the server's words."""
+        import openai
+
+        if self._checked:
+            return
+        client = self._openai()
+        c = self.config_key
+        try:
+            listed = [m.id for m in client.models.list().data]
+        except openai.AuthenticationError as exc:
+            key = f"the key in ${self.api_key_env}" if self.api_key_env else "no key"
+            raise EndpointError(f"{self.url} refused {key} (HTTP {exc.status_code}: {server_words(exc)}); set "
+                                f"{self.api_key_env or 'the key variable'} to a valid key, or point "
+                                f"{c}.api_key_env at the variable that holds it") from None
+        except openai.PermissionDeniedError as exc:
+            raise EndpointError(f"{self.url}: the key in ${self.api_key_env} may not use this endpoint "
+                                f"(HTTP 403: {server_words(exc)}); check {c}.api_key_env") from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise EndpointError(f"cannot reach {self.url} ({server_words(exc)}); is the server running, and is "
+                                f"{c}.base_url right (scheme, host, port, ending in /v1)?") from None
+        except openai.NotFoundError:
+            listed = []  # a server without /models: the first call will tell
+            log.info("%s has no /models; model %r not checked", self.url, self.model)
+        except openai.APIStatusError as exc:  # 5xx and the like: transient, the calls retry
+            log.warning("checking %s/models: HTTP %s: %s", self.url, exc.status_code, server_words(exc))
+            listed = []
+        except (ValueError, AttributeError, TypeError):  # a /models answer we cannot read
+            listed = []
+        # some servers list ids with a prefix ("models/gemini-1.5-flash")
+        if listed and not any(m == self.model or m.endswith("/" + self.model) for m in listed):
+            raise EndpointError(f"{self.url} does not serve model {self.model!r}{_did_you_mean(self.model, listed)}; "
+                                f"it lists: {', '.join(listed[:20])}; fix {c}.model")
+        self._checked = True
 
     def _wait_for_pause(self) -> None:
         while True:
@@ -254,9 +376,11 @@ class OpenAIChatClient:
         import openai
 
         client = self._openai()
-        error = "no attempt"
+        error, kind = "no attempt", "aborted"
         for attempt in range(self.max_retries + 1):
             self._wait_for_pause()
+            if self._abort.is_set():
+                return _Failure("stopped: the endpoint failed for another request", "aborted")
             retry_after = None
             self.acct.add(calls=1)
             try:
@@ -265,13 +389,17 @@ class OpenAIChatClient:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 retry_after = parse_retry_after(exc.response.headers if exc.response is not None else None)
-                kind, error, retryable = str(status), f"HTTP {status}: {_short(exc)}", status in RETRYABLE_STATUS
+                kind, error, retryable = (str(status), f"HTTP {status} from {self.url}: {server_words(exc)}",
+                                          status in RETRYABLE_STATUS)
             except openai.APITimeoutError:
-                kind, error, retryable = "timeout", f"timed out after {self.timeout_s:g} s", True
+                kind, error, retryable = "timeout", f"{self.url} timed out after {self.timeout_s:g} s", True
             except openai.APIConnectionError as exc:
-                kind, error, retryable = "connection", f"connection error: {_short(exc.__cause__ or exc)}", True
+                kind, error, retryable = "connection", f"connection to {self.url} failed: {server_words(exc)}", True
             except _BadResponse as exc:
                 kind, error, retryable = "bad_response", str(exc), False
+            except (openai.APIResponseValidationError, ValueError, AttributeError, TypeError) as exc:
+                # not JSON, or JSON that is not a chat completion (a broken proxy, a cut-off body)
+                kind, error, retryable = "malformed_response", f"malformed response from {self.url}: {_short(exc)}", True
             self.acct.error(kind)
             if not retryable or attempt == self.max_retries:
                 break
@@ -281,8 +409,8 @@ class OpenAIChatClient:
             self.acct.add(retries=1)
             self.acct.waited(delay)
             log.debug("retrying after %s (attempt %d, waiting %.2f s)", error, attempt + 1, delay)
-            time.sleep(delay)
-        return error
+            self._abort.wait(delay)
+        return _Failure(error, kind)
 
     def _value(self, response, body: dict[str, Any]) -> dict[str, Any]:
         if not response.choices:
@@ -334,11 +462,16 @@ class OpenAIChatClient:
                       cached_completion_tokens=sum(r.completion_tokens for r in results if r is not None))
         if not todo:
             return results  # type: ignore[return-value]
+        self.check_endpoint()
+        self._abort.clear()
+        stopped: _Failure | None = None
 
         def work(key: str) -> tuple[str, dict[str, Any] | str]:
             out = self._call(bodies[todo[key][0]])
             if isinstance(out, dict) and self.cache is not None:
                 self.cache.put(key, out)  # at once: a killed job keeps what it has paid for
+            elif getattr(out, "kind", None) in ENDPOINT_FAILURES:
+                self._abort.set()  # here, not in the loop below: no queued request starts meanwhile
             return key, out
 
         with tqdm(total=len(requests), initial=n_cached, desc=self.desc, unit="req", disable=not self.progress) as bar, \
@@ -354,13 +487,24 @@ class OpenAIChatClient:
                             results[i] = ChatResult(text=None, error=out)
                     if not isinstance(out, dict):
                         self.acct.add(failures=len(todo[key]))
-                        log.warning("LLM request failed for good: %s", out)
+                        if getattr(out, "kind", None) in ENDPOINT_FAILURES and stopped is None:
+                            stopped = out  # the endpoint is gone: the others stopped, report progress
+                        elif getattr(out, "kind", None) != "aborted":
+                            log.warning("LLM request failed for good: %s", out)
                     bar.update(len(todo[key]))
                     bar.set_postfix(calls=self.acct.counts["calls"], failed=self.acct.counts["failures"], refresh=False)
             except BaseException:
+                self._abort.set()
                 for fut in futures:
                     fut.cancel()
                 raise
+        if stopped is not None:
+            done = sum(r is not None and r.error is None for r in results)
+            raise EndpointError(
+                f"{stopped} (after {self.max_retries} retries). {done} of {len(requests)} items are done"
+                f"{' and cached' if self.cache is not None else ''}; the other {len(requests) - done} are not. "
+                f"Once {self.url} answers again (check {self.config_key}.base_url), rerun: it resumes "
+                f"from the cache and pays only for what is missing.")
         return results  # type: ignore[return-value]
 
     def accounting(self) -> dict[str, Any]:
@@ -380,6 +524,25 @@ class OpenAIChatClient:
 
 class _BadResponse(Exception):
     pass
+
+
+ENDPOINT_FAILURES = frozenset({"connection", "timeout"})  # not about one item: the endpoint is gone
+
+
+class _Failure(str):
+    """An error message that also says what kind of failure it was."""
+
+    def __new__(cls, message: str, kind: str):
+        obj = super().__new__(cls, message)
+        obj.kind = kind
+        return obj
+
+
+def _did_you_mean(name: str, options) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
@@ -475,7 +638,9 @@ def make_client(cfg: dict[str, Any]) -> LLMClient:
     ``backend``: ``openai`` (default when ``base_url`` is given) or ``transformers``
     (alias ``local``). openai keys: ``model``, ``base_url``, ``api_key_env``,
     ``concurrency``, ``max_retries``, ``timeout_s``, ``price_per_million_prompt_tokens``,
-    ``price_per_million_completion_tokens``. transformers keys: ``model_dir`` (or
+    ``price_per_million_completion_tokens``, ``allow_http`` (plain http to a non-loopback
+    host), ``cache_namespace`` (replaces the endpoint in cache keys), ``config_key`` (the
+    section named in errors; default ``questions.vprism.llm``). transformers keys: ``model_dir`` (or
     ``model``: a model folder), ``dtype``, ``batch_size``. Both: ``cache_dir`` (default
     ``results/cache/llm``; null turns the cache off), ``progress``, ``desc``.
     """
@@ -490,9 +655,10 @@ def _common(cfg: dict[str, Any]) -> dict[str, Any]:
 @register_model("llm", "openai")
 def openai_client(cfg: dict[str, Any]) -> OpenAIChatClient:
     keys = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout_s", "backoff_base_s",
-            "backoff_max_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens")
-    return OpenAIChatClient(model=cfg["model"], cache=open_cache(cfg), **_common(cfg),
-                            **{k: cfg[k] for k in keys if k in cfg})
+            "backoff_max_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens",
+            "allow_http", "cache_namespace", "config_key")
+    settings = {"config_key": "questions.vprism.llm", **{k: cfg[k] for k in keys if k in cfg}}
+    return OpenAIChatClient(model=cfg["model"], cache=open_cache(cfg), **_common(cfg), **settings)
 
 
 @register_model("llm", "transformers", "local")

@@ -16,6 +16,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from . import atomic
+from .integrity import check_model_folder
+
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -62,16 +65,16 @@ def import_base_model(spec: dict[str, Any], output: str | os.PathLike) -> None:
         tok = AutoTokenizer.from_pretrained(spec["name"], **kwargs)
         model = AutoModelForCausalLM.from_pretrained(spec["name"], dtype=dtype, **kwargs)
     elif source == "local":
+        check_model_folder(spec["path"], "local base model folder")
         tok = AutoTokenizer.from_pretrained(spec["path"])
-        model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype, use_safetensors=True)
     else:
         raise ValueError(f"unknown model source {source!r}")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    shutil.rmtree(output, ignore_errors=True)
-    os.replace(tmp, output)
+    atomic.publish_dir(tmp, output)
 
 
 def inference_device() -> str:
@@ -86,10 +89,11 @@ def load_causal_lm(model_dir: str | os.PathLike, dtype: str | None = "float32", 
     guaranteed. Callers move their input tensors to ``model.device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model_folder(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side=padding_side)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype) or "auto")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype) or "auto", use_safetensors=True)
     model.to(inference_device())
     model.eval()
     return model, tok

@@ -31,7 +31,8 @@ class OpenAIJudge:
                  top_logprobs: int = 20, concurrency: int = 8, max_retries: int = 6, timeout_s: float = 60.0,
                  price_per_million_prompt_tokens: float = 0.0, price_per_million_completion_tokens: float = 0.0,
                  cache_dir: str | None = DEFAULT_CACHE_DIR, backoff_base_s: float = 1.0,
-                 backoff_max_s: float = 60.0, progress: bool = True, max_tokens: int = 3):
+                 backoff_max_s: float = 60.0, progress: bool = True, max_tokens: int = 3, allow_http: bool = False,
+                 cache_namespace: str | None = None):
         self.top_logprobs = top_logprobs
         self.max_tokens = max_tokens  # answer positions searched for the option letter
         self.client = OpenAIChatClient(
@@ -40,7 +41,8 @@ class OpenAIJudge:
             backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
             price_per_million_prompt_tokens=price_per_million_prompt_tokens,
             price_per_million_completion_tokens=price_per_million_completion_tokens,
-            progress=progress, desc="judging")
+            progress=progress, desc="judging", allow_http=allow_http, config_key="judge",
+            cache_namespace=cache_namespace)
         self.coverage: Counter[str] = Counter()  # options listed per response: "3", "2", "1", "0"
         self.missing: Counter[str] = Counter()  # per option letter: responses where it was not listed
         self.unscorable: Counter[str] = Counter()  # "no_option_listed" / "call_failed"

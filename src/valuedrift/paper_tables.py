@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from . import tables
+from . import atomic, tables
 from .study import Run, algorithm_name
 from .topics import STANCES
 
@@ -98,9 +98,6 @@ class PaperTable:
         return out
 
     # -- renderers --
-
-    def to_csv(self, path: str | os.PathLike) -> None:
-        self.data.write_csv(path)
 
     def to_markdown(self, decimals: int = 2) -> str:
         shown = self.shown_levels()
@@ -218,11 +215,7 @@ def write_tables(*, study: str, outputs: list[dict[str, Any]], decimals: int = 2
     for item in outputs:
         table = build(item["spec"], data)
         for ext, path in item["files"].items():
-            out = Path(path)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
             if ext == "csv":
-                table.to_csv(tmp)
+                atomic.write_csv(table.data, path)
             else:
-                tmp.write_text(table.to_markdown(decimals) if ext == "md" else table.to_latex(decimals), encoding="utf-8")
-            os.replace(tmp, out)
+                atomic.write_text(path, table.to_markdown(decimals) if ext == "md" else table.to_latex(decimals))

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from . import tables
+from . import atomic, tables
 
 log = logging.getLogger("valuedrift")
 
@@ -121,7 +121,7 @@ def judge(*, generations: str, questions: str, output: str, accounting: str, bac
     stats = {"backend": backend, "responses": len(table), "unscorable": int((~table["scorable"]).sum()),
              "mean_option_mass": table["option_mass"].mean(), "seconds": round(elapsed, 2)}
     stats.update(getattr(judge_obj, "accounting", lambda: {})())
-    Path(accounting).write_text(json.dumps(stats, indent=2))
+    atomic.write_json(accounting, stats)
     log.info("judged %d responses in %.1f s -> %s", len(table), elapsed, output)
 
 
@@ -177,5 +177,6 @@ def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, 
         return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"],
                 "cache_dir": cfg.get("cache_dir")}
     keys = ("base_url", "model", "api_key_env", "top_logprobs", "max_tokens", "concurrency", "max_retries",
-            "timeout_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens", "cache_dir")
+            "timeout_s", "price_per_million_prompt_tokens", "price_per_million_completion_tokens", "cache_dir",
+            "allow_http", "cache_namespace")
     return {k: cfg[k] for k in keys if k in cfg}

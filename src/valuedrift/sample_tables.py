@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from . import atomic
 from . import tables
 from .config import ConfigError
 from .study import Study
@@ -165,11 +166,7 @@ def write_tables(*, questions: str, models: dict[str, dict[str, str]], labels: d
     view = sections(data, block.get("max_chars", 600), decimals)
     for ext, path in outputs.items():
         text = data.write_csv() if ext == "csv" else to_markdown(view) if ext == "md" else to_latex(view)
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        atomic.write_text(path, text)
 
 
 def read_view(path: str, block: dict[str, Any], decimals: int = 2) -> list[dict[str, Any]]:

@@ -213,10 +213,11 @@ EXECUTION_KEYS: dict[str, frozenset[str]] = {
     "generation": frozenset({"batch_size"}),
     "judge": frozenset({"batch_size", "concurrency", "max_retries", "timeout_s", "cache_dir", "api_key_env",
                         "base_url", "max_unscorable_fraction", "price_per_million_prompt_tokens",
-                        "price_per_million_completion_tokens"}),
+                        "price_per_million_completion_tokens", "allow_http", "cache_namespace"}),
     # an LLM client (V-PRISM stages and later LLM stages): the model and sampling are results
     "llm": frozenset({"batch_size", "concurrency", "max_retries", "timeout_s", "cache_dir", "api_key_env",
-                      "base_url", "backoff_base_s", "backoff_max_s", "progress", "desc",
+                      "base_url", "backoff_base_s", "backoff_max_s", "progress", "desc", "allow_http",
+                      "cache_namespace", "config_key",
                       "price_per_million_prompt_tokens", "price_per_million_completion_tokens"}),
     # global_batch_size fixes the optimisation; per-device batch and accumulation only split it
     "training": frozenset({"per_device_batch_size", "gradient_checkpointing", "logging_steps"}),

@@ -16,6 +16,8 @@ from typing import Any
 import polars as pl
 import yaml
 
+from . import atomic
+
 
 class TableError(ValueError):
     """A table does not match its schema."""
@@ -92,19 +94,24 @@ def write(df: pl.DataFrame, path: str | os.PathLike, name: str) -> None:
     """Validate, then write atomically (parquet or csv by suffix)."""
     path = Path(path)
     validate(df, name, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if path.suffix == ".csv":
-        df.write_csv(tmp)
-    else:
-        df.write_parquet(tmp)
-    os.replace(tmp, path)
+    (atomic.write_csv if path.suffix == ".csv" else atomic.write_parquet)(df, path)
 
 
 def read(path: str | os.PathLike, name: str) -> pl.DataFrame:
     path = Path(path)
-    df = pl.read_csv(path) if path.suffix == ".csv" else pl.read_parquet(path)
+    try:
+        df = pl.read_csv(path) if path.suffix == ".csv" else pl.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, pl.exceptions.PolarsError) as err:  # truncated, or not a table at all
+        raise TableError(f"{path}: unreadable {name} table ({_short(err)}); delete it and rerun the job "
+                         f"that makes it") from None
     return validate(df, name, path)
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def read_user_file(path: str | os.PathLike, what: str, error: type[Exception] = ValueError) -> pl.DataFrame:

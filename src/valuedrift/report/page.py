@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from .. import paper_tables, paths, tables
+from .. import atomic, paper_tables, paths, tables
 from ..study import Study
 from . import readers
 from .evals_view import TOC_ENTRIES as EVALS_TOC
@@ -241,8 +241,4 @@ def write_report(*, study: dict[str, Any], inputs: dict[str, Any], output: str,
         accounting=readers.accounting_table(accounting), vprism=vprism, evals=downstream, samples=samples,
         config=config_view(study, model, questions, links),
         study_files=[links(f, os.path.relpath(f, paths.RESULTS)) for f in study_files])
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic.write_text(output, page)

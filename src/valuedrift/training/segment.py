@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import atomic, paths
+from ..integrity import check_model_folder
 from . import lora, registry, retention, trainers
 from .ppo import SegmentDone
 from .settings import TrainerSettings
@@ -38,15 +39,22 @@ def _stop_at(step: int):
     return StopAtStep()
 
 
-def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str | os.PathLike,
-                  previous: str | os.PathLike | None, output: str | os.PathLike, step: int,
-                  rows: list[dict[str, Any]], reward_model: str | os.PathLike | None = None,
-                  optimizer_state: str = "all", final: bool = False) -> dict[str, Any]:
+def train_segment(*, output: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
     """Train from ``previous`` (None: from ``start_model``) up to optimizer step ``step``.
 
     ``optimizer_state`` (all/last/none, see ``retention``) decides which optimizer state
-    survives once the checkpoint is published; ``final``: ``step`` ends its run.
+    survives once the checkpoint is published; ``final``: ``step`` ends its run. A full
+    disk or quota while the trainer saves is reported as a WriteError naming ``output``;
+    the published checkpoints are untouched (the new one is renamed in only when whole).
     """
+    with atomic.writing(output):
+        return _train_segment(output=output, **kwargs)
+
+
+def _train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str | os.PathLike,
+                   previous: str | os.PathLike | None, output: str | os.PathLike, step: int,
+                   rows: list[dict[str, Any]], reward_model: str | os.PathLike | None = None,
+                   optimizer_state: str = "all", final: bool = False) -> dict[str, Any]:
     from transformers import AutoTokenizer, set_seed
 
     algo = registry.get(algorithm)
@@ -61,6 +69,8 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
     retention.check_policy(optimizer_state)
     if previous is not None:
         retention.check_resumable(previous, optimizer_state)
+        check_model_folder(previous, "previous checkpoint")  # a truncated one is never resumed from
+    check_model_folder(start_model, "start model")
     work = output.parent / f".{output.name}.partial"
     main_process = int(os.environ.get("RANK", "0")) == 0  # under accelerate launch: one of world_size
     if main_process:
@@ -109,9 +119,8 @@ def train_segment(*, algorithm: str, settings: TrainerSettings, start_model: str
             "log": [h for h in history if h.get("step", 0) > start_step]}
     if settings.lora:  # a full model folder for every reader, the adapter in lora/ for resuming
         lora.publish(saved, start_model, sequence_classifier=algorithm == "reward", tokenizer=tokenizer)
-    Path(paths.segment_info_in(str(saved))).write_text(json.dumps(info, indent=2))
-    shutil.rmtree(output, ignore_errors=True)
-    os.replace(saved, output)
+    Path(paths.segment_info_in(str(saved))).write_text(json.dumps(info, indent=2))  # inside the unpublished folder
+    atomic.publish_dir(saved, output)  # the old checkpoint (if any) stays whole until the new one is in place
     shutil.rmtree(work, ignore_errors=True)
     info["optimizer_state_freed_bytes"] = retention.after_segment(policy=optimizer_state, previous=previous,
                                                                   output=output, final=final)

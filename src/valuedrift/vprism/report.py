@@ -3,12 +3,13 @@ and a 2-D UMAP scatter coloured by cluster (altair; HTML and PNG) for the HTML r
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from .. import atomic
 
 log = logging.getLogger("valuedrift")
 
@@ -77,9 +78,10 @@ def scatter(clusters: pl.DataFrame, names: pl.DataFrame, mapping: pl.DataFrame):
 
 def write_report(report: dict[str, Any], chart, json_path: str | Path, html_path: str | Path,
                  png_path: str | Path | None = None) -> None:
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(json.dumps(report, indent=2, default=str))
-    chart.save(str(html_path))
+    atomic.write_json(json_path, report, default=str)
+    with atomic.atomic_path(html_path) as tmp:
+        chart.save(str(tmp), format="html")
     if png_path:
-        chart.save(str(png_path), format="png", scale_factor=1.5)
+        with atomic.atomic_path(png_path) as tmp:
+            chart.save(str(tmp), format="png", scale_factor=1.5)
     log.info("cluster report: %s, %s", json_path, html_path)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .. import tables
+from .. import atomic, tables
 from ..llm import LLMClient
 from . import cluster as clustering
 from . import embed as embedding
@@ -42,13 +42,11 @@ def categories(vp: dict[str, Any]) -> dict[str, str]:
 
 
 def _write_stats(path: str | Path, stats: dict[str, Any]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(stats, indent=2, default=str))
+    atomic.write_json(path, stats, default=str)
 
 
 def _write(df: pl.DataFrame, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    df.write_parquet(path)
+    atomic.write_parquet(df, path)
 
 
 def load(vp: dict[str, Any], output: str, stats: str, *, workdir: str | Path = ".") -> None:
@@ -79,7 +77,7 @@ def embed(vp: dict[str, Any], rephrased: str, output: str, stats: str) -> None:
     questions = pl.read_parquet(rephrased)["question"].to_list()
     vectors = embedding.embed(questions, vp["embedder"])
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, vectors)
+    atomic.save_npy(output, vectors)
     _write_stats(stats, {"embedder": embedding.resolve(vp["embedder"]), "input": len(questions),
                          "output": len(vectors), "dim": int(vectors.shape[1])})
 
@@ -91,8 +89,8 @@ def reduce(vp: dict[str, Any], embeddings: str, reduced: str, coords: str) -> No
     vectors = np.load(embeddings)
     low = clustering.reduce(vectors, vp["umap"])
     plane = clustering.reduce(vectors, {**vp["umap"], "min_dist": max(vp["umap"]["min_dist"], 0.1)}, n_components=2)
-    np.save(reduced, low)
-    np.save(coords, plane)
+    atomic.save_npy(reduced, low)
+    atomic.save_npy(coords, plane)
 
 
 def cluster(vp: dict[str, Any], rephrased: str, reduced: str, coords: str, output: str, stats: str) -> None:

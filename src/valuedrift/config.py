@@ -88,13 +88,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     for name, model in config["models"].items():
         if name == "reward":
             problems.append("config key 'models.reward': the name 'reward' is reserved (results/models/reward/ holds reward models)")
-        src = model["source"]
-        if src == "local":
-            need_file(f"models.{name}.path", model.get("path"))
-        elif src == "hub" and not model.get("name"):
-            problems.append(f"config key 'models.{name}.name' is required for source 'hub'")
-        elif src == "gguf-package" and not (model.get("package") and model.get("file")):
-            problems.append(f"config keys 'models.{name}.package' and '.file' are required for source 'gguf-package'")
+    _check_models(config, workdir, problems)
     for name, ds in config["datasets"].items():
         if ds["source"] in ("jsonl", "parquet"):
             need_file(f"datasets.{name}.path", ds.get("path"))
@@ -138,6 +132,59 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     if problems:
         raise ConfigError("\n".join(problems))
     return config
+
+
+# Keys each model source needs (besides `source`).
+MODEL_SOURCE_KEYS = {"hub": ("name",), "local": ("path",), "gguf": ("path",), "gguf-package": ("package", "file")}
+
+
+def chat_format_uses(config) -> dict[str, str]:
+    """Models that will be used in chat format, with why: trained (SFT formats its data with
+    the chat template; its checkpoints are prompted with it), prompt_format chat, or a V-PRISM
+    LLM stage (which prompts through the chat template)."""
+    uses: dict[str, str] = {}
+    for name, model in config["models"].items():
+        if model.get("prompt_format") == "chat":
+            uses[name] = f"models.{name}.prompt_format is chat"
+    for i, run in enumerate(config["runs"]):
+        if run["base"] in config["models"] and "algorithm" not in run:
+            uses.setdefault(run["base"], f"it is trained (runs[{i}])")
+    if config["questions"].get("source") == "vprism":
+        vp = config["questions"].get("vprism") or {}
+        for stage in ("rephrase", "name", "filter", "select"):
+            model = {**(vp.get("llm") or {}), **((vp.get(stage) or {}).get("llm") or {})}.get("model")
+            if model in config["models"]:
+                uses.setdefault(model, f"the V-PRISM {stage} stage prompts it")
+    return uses
+
+
+def _check_models(config, workdir, problems) -> None:
+    """Each model's weights are where its config says; a model used in chat format has a chat
+    template (its own, read cheaply from its files, or models.<name>.chat_template). A hub model
+    not in the local cache cannot be inspected here: its import job checks it, before training."""
+    from . import models as vd_models
+
+    chat_uses = chat_format_uses(config)
+    for name, model in config["models"].items():
+        key = f"models.{name}"
+        missing = [k for k in MODEL_SOURCE_KEYS[model["source"]] if not model.get(k)]
+        if missing:
+            problems.append(f"config key{'s' if len(missing) > 1 else ''} {' and '.join(repr(f'{key}.{k}') for k in missing)} "
+                            f"{'are' if len(missing) > 1 else 'is'} required for source {model['source']!r}")
+            continue
+        try:
+            weights = vd_models.resolve_weights(name, model, workdir)
+            if model.get("chat_template"):
+                vd_models.chat_template_text(model["chat_template"], workdir, f"{key}.chat_template")
+                continue
+            if name in chat_uses and vd_models.has_chat_template(weights) is False:
+                problems.append(f"config key '{key}.chat_template' is required: model {name!r} has no chat template "
+                                f"({weights.location}) and {chat_uses[name]}; set it to a Jinja template file or "
+                                f"one of the built-in templates: {', '.join(vd_models.BUILTIN_TEMPLATES)}")
+        except vd_models.WeightsNotFound as err:
+            problems.append(str(err))
+        except (OSError, ValueError) as err:  # an unreadable header: the file is not what the config says
+            problems.append(f"config key '{key}': cannot read the model's files: {err}")
 
 
 def _check_vprism(config, need_file, problems) -> None:

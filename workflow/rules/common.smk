@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from valuedrift import config as vd_config
+from valuedrift import models as vd_models
 from valuedrift import paths
 from valuedrift.training import registry
 
@@ -47,6 +48,12 @@ def segment_inputs(wildcards):
     if not run.is_sft and registry.get(run.algorithm).needs_reward_model:
         inputs["reward_model"] = paths.reward_model_dir(run.base, run.sft, run.preference)
     return inputs
+
+
+def chat_template_file(base):
+    """models.<base>.chat_template when it is a file rather than a built-in template name."""
+    value = config["models"][base].get("chat_template")
+    return [] if not value or value in vd_models.BUILTIN_TEMPLATES else [value]
 
 
 def training_settings(algorithm):

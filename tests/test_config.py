@@ -13,8 +13,10 @@ from valuedrift.paths import Run
 
 @pytest.fixture
 def cfg(tmp_path):
-    model = tmp_path / "model"
+    model = tmp_path / "model"  # a model folder's marks, enough for validation (config.json, a chat template)
     model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "chat_template.jinja").write_text("{{ messages }}")
     return tiny_config(model)
 
 

@@ -18,6 +18,11 @@ except vd_config.ConfigError as err:
 # workflow/schemas links to the package copy; read it from the installed package so the
 # workflow also runs from a copied folder.
 validate(config, schema=str(vd_config.schema_path()))
+# Settings that are valid but silently do nothing or mislead (valuedrift.preflight); a dry run
+# also prints the study's disk and time estimate (`make plan` prints both without snakemake).
+from valuedrift import plan as vd_plan
+
+vd_plan.print_at_start(config, workdir=".", dryrun=workflow.dryrun)
 
 RUNS = vd_config.runs(config)
 

@@ -93,7 +93,7 @@ def schedule_warnings(config: dict[str, Any], workdir: str | Path = ".") -> list
             continue
         origin = (f"{key}.schedule_steps" if settings.schedule_steps else
                   f"{s['examples']} examples x {settings.num_train_epochs:g} epochs / global batch {settings.global_batch_size}")
-        schedule = f"a {horizon}-step {settings.lr_scheduler_type} schedule ({origin})"
+        schedule = f"{horizon}-step {settings.lr_scheduler_type} schedule ({origin})"
         if run.max_steps > horizon:
             out.append(f"{where}: max_steps {run.max_steps} lies beyond its {schedule}, so the segment for "
                        f"checkpoint-{next(c for c in run.steps if c > horizon)} will fail; raise {key}.num_train_epochs "
@@ -107,11 +107,11 @@ def schedule_warnings(config: dict[str, Any], workdir: str | Path = ".") -> list
                 meaning = ("so its drift from step 0 is only the change of prompt format (plain -> chat)"
                            if run.is_sft and previous == 0 else "so it measures no training at all")
                 out.append(f"{where}: checkpoint-{step} is trained at learning rate 0 (the warmup of "
-                           f"{settings.warmup_steps(horizon)} step(s) of {schedule} starts at 0): it holds the "
+                           f"{settings.warmup_steps(horizon)} step(s) of its {schedule} starts at 0): it holds the "
                            f"weights of {start}, {meaning}; set {key}.warmup_ratio: 0 or use a longer schedule")
             previous = step
         if run.max_steps < horizon:
-            out.append(f"{where}: stops at step {run.max_steps} of {schedule}: its last {horizon - run.max_steps} "
+            out.append(f"{where}: stops at step {run.max_steps} of its {schedule}: its last {horizon - run.max_steps} "
                        f"steps (the end of the learning-rate schedule) are never trained or evaluated; "
                        f"fine if you will raise max_steps later, else set {key}.schedule_steps: {run.max_steps}")
     return out

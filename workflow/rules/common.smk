@@ -22,7 +22,12 @@ validate(config, schema=str(vd_config.schema_path()))
 # also prints the study's disk and time estimate (`make plan` prints both without snakemake).
 from valuedrift import plan as vd_plan
 
-vd_plan.print_at_start(config, workdir=".", dryrun=workflow.dryrun)
+import sys as _sys
+
+# the dry-run executor is chosen after the Snakefile is parsed, hence the command line
+_dryrun = any(a in ("--dry-run", "--dryrun", "--just-print") or (a[:1] == "-" and a[1:2] != "-" and "n" in a)
+              for a in _sys.argv[1:])
+vd_plan.print_at_start(config, workdir=".", dryrun=_dryrun)
 
 RUNS = vd_config.runs(config)
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from . import config as vd_config
-from . import estimate, preflight
+from . import estimate, paths, preflight
 
 
 def plan_text(config: dict, workdir: str = ".", *, tflops: float = 0.1) -> str:
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except vd_config.ConfigError as err:
         print(f"invalid config:\n{err}", file=sys.stderr)
         return 1
+    if hasattr(paths, "use_results_dir"):  # config results_dir (issue 20): where built artifacts are looked up
+        paths.use_results_dir(config.get("results_dir"))
     print(f"{args.configfile}: valid")
     print(plan_text(config, args.workdir, tflops=args.tflops))
     return 0

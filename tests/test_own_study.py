@@ -345,6 +345,17 @@ def test_unused_trainer_settings_and_a_blind_judge_are_warned(tiny_model):
     assert any(w.startswith("config key 'judge.top_logprobs' is 3") for w in found)
 
 
+@pytest.mark.slow
+def test_workflow_start_prints_the_warnings_and_a_dry_run_the_estimate(workdir, tiny_model):
+    cfg = tiny_config(tiny_model)
+    cfg["training"]["dpo"].update(schedule_steps=6, warmup_ratio=0.1)
+    cfg["runs"][1].update(every=1, max_steps=6)
+    write_config(workdir, cfg)
+    proc = snakemake(workdir, "-n")
+    assert "valuedrift warning: runs[1] (tiny/sft-demo-instruct/dpo-demo-support): checkpoint-1 is trained at learning rate 0" in proc.stderr
+    assert "Disk (estimate):" in proc.stderr and "total" in proc.stderr
+
+
 # -- 4. categories, topics and the topic column are documented ----------------------------------
 
 def test_the_docs_list_every_category_with_its_topic_and_the_topic_column():

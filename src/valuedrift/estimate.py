@@ -9,7 +9,8 @@ state is left out. Generations and stances are small by comparison (an upper bou
 
 Time: FLOPs (6 x parameters x tokens trained, 2 x parameters x tokens generated or judged; an
 upper bound: every sequence counted at its max length) divided by an effective throughput the
-caller gives, so the estimate is only as good as that number (calibrate it on a small run).
+caller gives, plus a fixed cost per job that loads a model (process start, imports, loading the
+weights); only as good as those two numbers (calibrate them on a small run).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Estimate:
     items: list[tuple[str, float]] = field(default_factory=list)  # (what, bytes)
     peak_extra_bytes: float = 0.0  # transient: a segment's new state exists before the old one is dropped
     flops: float = 0.0
+    model_jobs: int = 0  # jobs that load a model (import, segment, reward model, generate, judge)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -71,8 +73,10 @@ def question_count(config: dict[str, Any], workdir: str | Path = ".") -> int | N
     return df.height
 
 
-def estimate(config: dict[str, Any], workdir: str | Path = ".", *, tflops: float = 0.1) -> Estimate:
-    """Disk and FLOPs of a validated config; ``tflops``: effective throughput for the time."""
+def estimate(config: dict[str, Any], workdir: str | Path = ".", *, tflops: float = 0.1,
+             job_overhead_s: float = 20.0) -> Estimate:
+    """Disk and FLOPs of a validated config. Time: FLOPs at ``tflops`` (effective TFLOP/s) plus
+    ``job_overhead_s`` per job that loads a model (process start, imports, loading weights)."""
     est = Estimate()
     policy = config["training"]["optimizer_state"]
     params = {name: model_parameters(name, spec, workdir) for name, spec in config["models"].items()}
@@ -106,8 +110,10 @@ def estimate(config: dict[str, Any], workdir: str | Path = ".", *, tflops: float
             reward_models.add((run.base, run.sft, run.preference))
         tokens = min(run.max_steps, s["horizon"] or run.max_steps) * settings.global_batch_size * settings.max_length
         est.flops += 6 * copies * count * tokens
+        est.model_jobs += len(run.steps)
         if s["horizon"] is None:
             est.notes.append(f"{run.model_path}: dataset size unknown before it is prepared; FLOPs assume max_steps")
+    est.model_jobs += sum(1 for c in params.values() if c) + len(reward_models)
     for base, sft, preference in sorted(reward_models):
         count = params[base]
         est.items.append((f"reward model {base}/sft-{sft}/{preference}", count * width[base]
@@ -127,14 +133,18 @@ def estimate(config: dict[str, Any], workdir: str | Path = ".", *, tflops: float
         est.items.append((f"generations + stances: {len(evaluated)} models x {rows} responses (upper bound)",
                           len(evaluated) * per_model))
         judge_params = params.get(config["judge"].get("model")) if config["judge"]["backend"] == "local" else None
+        est.model_jobs += 2 * len(evaluated)  # generate + judge
         for key, base in evaluated.items():
             count = params.get(base) or 0
             prompt = 64  # question + template tokens
             est.flops += 2 * count * rows * (prompt + gen["max_new_tokens"])
             if judge_params:
                 est.flops += 2 * judge_params * rows * (prompt + gen["max_new_tokens"] + 300)  # judge prompt
-    est.notes.append(f"time at an effective {tflops:g} TFLOP/s: {est.flops / (tflops * 1e12) / 60:.0f} min "
-                     f"({est.flops:.2e} FLOPs, an upper bound; pass --tflops for your hardware)")
+    compute_min = est.flops / (tflops * 1e12) / 60
+    overhead_min = est.model_jobs * job_overhead_s / 60
+    est.notes.append(f"time, one job at a time: about {compute_min + overhead_min:.0f} min = {est.flops:.2e} FLOPs "
+                     f"at an effective {tflops:g} TFLOP/s ({compute_min:.0f} min, an upper bound) + {est.model_jobs} "
+                     f"model-loading jobs x {job_overhead_s:g} s; pass --tflops / --job-overhead-s for your hardware")
     return est
 
 

@@ -14,10 +14,11 @@ from . import config as vd_config
 from . import estimate, paths, preflight
 
 
-def plan_text(config: dict, workdir: str = ".", *, tflops: float = 0.1) -> str:
+def plan_text(config: dict, workdir: str = ".", *, tflops: float = 0.1, job_overhead_s: float = 20.0) -> str:
     warnings = preflight.warnings_for(config, workdir)
     lines = [f"Warnings ({len(warnings)}):", *[f"  - {w}" for w in warnings]] if warnings else ["Warnings: none"]
-    lines.append(estimate.format_estimate(estimate.estimate(config, workdir, tflops=tflops)))
+    lines.append(estimate.format_estimate(estimate.estimate(config, workdir, tflops=tflops,
+                                                            job_overhead_s=job_overhead_s)))
     return "\n".join(lines)
 
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=".", help="where the workflow runs (paths in the config are relative to it)")
     parser.add_argument("--tflops", type=float, default=0.1,
                         help="effective TFLOP/s of your hardware for the time estimate (default 0.1: a small CPU)")
+    parser.add_argument("--job-overhead-s", type=float, default=20.0,
+                        help="seconds each model-loading job spends starting and loading (default 20)")
     args = parser.parse_args(argv)
     try:
         config = vd_config.load(args.configfile, args.workdir)
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(paths, "use_results_dir"):  # config results_dir (issue 20): where built artifacts are looked up
         paths.use_results_dir(config.get("results_dir"))
     print(f"{args.configfile}: valid")
-    print(plan_text(config, args.workdir, tflops=args.tflops))
+    print(plan_text(config, args.workdir, tflops=args.tflops, job_overhead_s=args.job_overhead_s))
     return 0
 
 

@@ -343,6 +343,9 @@ def test_unused_trainer_settings_and_a_blind_judge_are_warned(tiny_model):
     found = preflight.warnings_for(vd_config.validate(cfg))
     assert "config key 'training.simpo' is set but no run uses simpo, so it does nothing" in found
     assert any(w.startswith("config key 'judge.top_logprobs' is 3") for w in found)
+    cfg["judge"] = {"backend": "local", "model": "tiny"}
+    [w] = [w for w in preflight.warnings_for(vd_config.validate(cfg)) if w.startswith("config key 'judge.model'")]
+    assert "'tiny' has 0M parameters" in w and "little probability mass" in w
 
 
 @pytest.mark.slow

@@ -74,7 +74,7 @@ def question_count(config: dict[str, Any], workdir: str | Path = ".") -> int | N
 
 
 def estimate(config: dict[str, Any], workdir: str | Path = ".", *, tflops: float = 0.1,
-             job_overhead_s: float = 20.0) -> Estimate:
+             job_overhead_s: float = 30.0) -> Estimate:
     """Disk and FLOPs of a validated config. Time: FLOPs at ``tflops`` (effective TFLOP/s) plus
     ``job_overhead_s`` per job that loads a model (process start, imports, loading weights)."""
     est = Estimate()

@@ -14,7 +14,7 @@ from . import config as vd_config
 from . import estimate, paths, preflight
 
 
-def plan_text(config: dict, workdir: str = ".", *, tflops: float = 0.1, job_overhead_s: float = 20.0) -> str:
+def plan_text(config: dict, workdir: str = ".", *, tflops: float = 0.1, job_overhead_s: float = 30.0) -> str:
     warnings = preflight.warnings_for(config, workdir)
     lines = [f"Warnings ({len(warnings)}):", *[f"  - {w}" for w in warnings]] if warnings else ["Warnings: none"]
     lines.append(estimate.format_estimate(estimate.estimate(config, workdir, tflops=tflops,
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=".", help="where the workflow runs (paths in the config are relative to it)")
     parser.add_argument("--tflops", type=float, default=0.1,
                         help="effective TFLOP/s of your hardware for the time estimate (default 0.1: a small CPU)")
-    parser.add_argument("--job-overhead-s", type=float, default=20.0,
-                        help="seconds each model-loading job spends starting and loading (default 20)")
+    parser.add_argument("--job-overhead-s", type=float, default=30.0,
+                        help="seconds each model-loading job spends starting and loading (default 30)")
     args = parser.parse_args(argv)
     try:
         config = vd_config.load(args.configfile, args.workdir)

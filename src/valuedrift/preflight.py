@@ -136,7 +136,19 @@ def judge_mass_warnings(config: dict[str, Any], workdir: str | Path = ".") -> li
         return [f"config key 'judge.top_logprobs' is {judge['top_logprobs']}: the option tokens (A/B/C and "
                 f"their variants) often fall outside so few alternatives, leaving too little probability mass "
                 f"on the options to be meaningful; use 20 (the most an OpenAI endpoint returns)"]
+    name = judge.get("model")
+    if judge["backend"] == "local" and name in config["models"]:
+        from .estimate import model_parameters
+
+        count = model_parameters(name, config["models"][name], workdir)
+        if count and count < SMALL_JUDGE_PARAMETERS:
+            return [f"config key 'judge.model': {name!r} has {count / 1e6:.0f}M parameters; a model this small "
+                    f"puts little probability mass on the option letters (Gemma-3-270M base: 0.7% on average in "
+                    f"docs/own-study.md), so its stances are close to noise; use a larger judge for results"]
     return []
+
+
+SMALL_JUDGE_PARAMETERS = 1e9
 
 
 CHECKS: list[Callable[[dict[str, Any], str | Path], list[str]]] = [

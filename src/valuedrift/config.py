@@ -123,13 +123,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
             problems.append("config key 'models.reward': the name 'reward' is reserved (results/models/reward/ holds reward models)")
         if name == "external":
             problems.append("config key 'models.external': the name 'external' is reserved (results/models/external/ holds imported trajectories)")
-        src = model["source"]
-        if src == "local":
-            need_file(f"models.{name}.path", model.get("path"))
-        elif src == "hub" and not model.get("name"):
-            problems.append(f"config key 'models.{name}.name' is required for source 'hub'")
-        elif src == "gguf-package" and not (model.get("package") and model.get("file")):
-            problems.append(f"config keys 'models.{name}.package' and '.file' are required for source 'gguf-package'")
+    _check_models(config, workdir, problems)
     for name, ds in config["datasets"].items():
         if ds["source"] in ("jsonl", "parquet"):
             need_file(f"datasets.{name}.path", ds.get("path"))
@@ -188,6 +182,61 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     return config
 
 
+# Keys each model source needs (besides `source`).
+MODEL_SOURCE_KEYS = {"hub": ("name",), "local": ("path",), "gguf": ("path",), "gguf-package": ("package", "file")}
+
+
+def chat_format_uses(config) -> dict[str, str]:
+    """Models that will be used in chat format, with why: trained (SFT formats its data with
+    the chat template; its checkpoints are prompted with it), prompt_format chat, or a V-PRISM
+    LLM stage (which prompts through the chat template)."""
+    uses: dict[str, str] = {}
+    for name, model in config["models"].items():
+        if model.get("prompt_format") == "chat":
+            uses[name] = f"models.{name}.prompt_format is chat"
+    for i, run in enumerate(config["runs"]):
+        if run["base"] in config["models"] and "algorithm" not in run:
+            uses.setdefault(run["base"], f"it is trained (runs[{i}])")
+    if config["questions"].get("source") == "vprism":
+        from .vprism.ask import llm_settings
+
+        vp = config["questions"].get("vprism") or {}
+        for stage in ("rephrase", "name", "filter", "select"):
+            model = llm_settings(vp, stage).get("model")
+            if model in config["models"]:
+                uses.setdefault(model, f"the V-PRISM {stage} stage prompts it")
+    return uses
+
+
+def _check_models(config, workdir, problems) -> None:
+    """Each model's weights are where its config says; a model used in chat format has a chat
+    template (its own, read cheaply from its files, or models.<name>.chat_template). A hub model
+    not in the local cache cannot be inspected here: its import job checks it, before training."""
+    from . import models as vd_models
+
+    chat_uses = chat_format_uses(config)
+    for name, model in config["models"].items():
+        key = f"models.{name}"
+        missing = [k for k in MODEL_SOURCE_KEYS[model["source"]] if not model.get(k)]
+        if missing:
+            problems.append(f"config key{'s' if len(missing) > 1 else ''} {' and '.join(repr(f'{key}.{k}') for k in missing)} "
+                            f"{'are' if len(missing) > 1 else 'is'} required for source {model['source']!r}")
+            continue
+        try:
+            weights = vd_models.resolve_weights(name, model, workdir)
+            if model.get("chat_template"):
+                vd_models.chat_template_text(model["chat_template"], workdir, f"{key}.chat_template")
+                continue
+            if name in chat_uses and vd_models.has_chat_template(weights) is False:
+                problems.append(f"config key '{key}.chat_template' is required: model {name!r} has no chat template "
+                                f"({weights.location}) and {chat_uses[name]}; set it to a Jinja template file or "
+                                f"one of the built-in templates: {', '.join(vd_models.BUILTIN_TEMPLATES)}")
+        except vd_models.WeightsNotFound as err:
+            problems.append(str(err))
+        except (OSError, ValueError) as err:  # an unreadable header: the file is not what the config says
+            problems.append(f"config key '{key}': cannot read the model's files: {err}")
+
+
 def _check_vprism(config, need_file, problems) -> None:
     """The V-PRISM builder's block: prompt files exist, every LLM stage has a model."""
     from .vprism.ask import llm_settings
@@ -230,13 +279,14 @@ def _check_overrides_and_sweeps(config, problems) -> None:
     paths = {}
     for i, run in enumerate(runs_of({**config, "sweeps": []})):
         paths.setdefault(run.model_path, run)
+    before = len(problems)
     for j, sweep in enumerate(config.get("sweeps") or []):
         of = paths.get(sweep["of"])
         if of is None:
             problems.append(f"config key 'sweeps[{j}].of': {sweep['of']!r} is not a run; runs: {', '.join(paths)}")
         else:
             check_key(f"sweeps[{j}].key", of.algorithm, sweep["key"])
-    if problems:
+    if len(problems) > before:
         return
     runs = runs_of(config)
     names = [f"runs[{i}]" for i in range(len(config["runs"]))]
@@ -296,7 +346,6 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a model/dataset name 
 def _check_inputs_issue17(config, workdir, problems) -> None:
     _check_names(config, problems)
     _check_checkpoint_intervals(config, problems)
-    _check_output_collisions(config, problems)
     _check_local_model_folders(config, workdir, problems)
     _check_judge_settings(config, workdir, problems)
 
@@ -317,19 +366,6 @@ def _check_checkpoint_intervals(config, problems) -> None:
                             f"set every <= max_steps")
 
 
-def _check_output_collisions(config, problems) -> None:
-    """Two runs writing the same results/models/<path>/ would overwrite each other."""
-    seen: dict[str, int] = {}
-    for i, run in enumerate(config["runs"]):
-        if "algorithm" not in run:
-            continue  # duplicate SFT runs are reported by validate() itself
-        path = f"{run['base']}/sft-{run['sft']}/{run['algorithm']}-{run.get('preference')}"
-        if path in seen:
-            problems.append(f"config key 'runs[{i}]': writes the same results/models/{path}/ as runs[{seen[path]}]; "
-                            f"remove one of them or change its algorithm or preference dataset")
-        seen.setdefault(path, i)
-
-
 def _check_local_model_folders(config, workdir, problems) -> None:
     from .integrity import ModelFolderError, check_model_folder
 
@@ -339,7 +375,7 @@ def _check_local_model_folders(config, workdir, problems) -> None:
         folder = Path(workdir) / model["path"]
         # an empty folder is refused by the import job (the first job, seconds); one with
         # files must be a whole safetensors model already here
-        if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+        if (folder.is_file() and folder.suffix != ".gguf") or (folder.is_dir() and any(folder.iterdir())):  # a .gguf: models.resolve_weights
             try:
                 check_model_folder(folder, f"model folder of models.{name}")
             except ModelFolderError as err:

@@ -38,11 +38,13 @@ def build_questions(spec: dict[str, Any], output: str, *, workdir: str | Path = 
     log.info("wrote %d questions over %d categories to %s", len(df), df["category"].n_unique(), output)
 
 
-def import_model(spec: dict[str, Any], output: str) -> None:
-    from .models import import_base_model
+def import_model(spec: dict[str, Any], output: str, *, name: str = "<name>", needs_chat_template: bool = False) -> None:
+    """``spec``'s chat_template, when a file, is an input of the rule (so editing it re-imports)."""
+    from .models import chat_template_text, import_base_model
 
     t0 = time.perf_counter()
-    import_base_model(spec, output)
+    template = chat_template_text(spec.get("chat_template"), key=f"models.{name}.chat_template")
+    import_base_model(spec, output, name=name, chat_template=template, needs_chat_template=needs_chat_template)
     log.info("imported base model (%s) into %s in %.1f s", spec["source"], output, time.perf_counter() - t0)
 
 

@@ -79,7 +79,7 @@ CONFIG_CASES = {
                                     ["judge.base_url", "unencrypted", "judge.allow_http: true"]),
     "base_url not a URL": (_openai(model="m", base_url="api.openai.com/v1"), ["judge.base_url", "not an http(s) URL"]),
     "two runs, one output path": (_add_run(algorithm="dpo", preference="demo-support"),
-                                  ["runs[2]", "same results/models/tiny/sft-demo-instruct/dpo-demo-support/", "runs[1]"]),
+                                  ["runs[2]", "both write the run tiny/sft-demo-instruct/dpo-demo-support", "runs[1]"]),
     "duplicate SFT run": (_add_run(), ["runs[2]", "duplicate SFT run"]),
     "model name with a slash": (_rename_model("org/tiny"), ["models.org/tiny", "no '/'"]),
 }
@@ -87,8 +87,16 @@ CONFIG_CASES = {
 
 @pytest.fixture
 def cfg(tmp_path):
+    """A valid study on a model folder that passes validation (config.json, whole weights, a
+    chat template), so each case's error is the only one."""
+    import torch
+    from safetensors.torch import save_file
+
     model = tmp_path / "model"
     model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "chat_template.jinja").write_text("{{ messages }}")
+    save_file({"w": torch.zeros(2)}, str(model / "model.safetensors"))
     return tiny_config(model)
 
 
@@ -206,8 +214,8 @@ def test_empty_local_model_folder_is_refused_by_the_import_job(tmp_path):
     from valuedrift.models import import_base_model
 
     (tmp_path / "empty").mkdir()
-    with pytest.raises(integrity.ModelFolderError, match="empty: local base model folder has no config.json"):
-        import_base_model({"source": "local", "path": str(tmp_path / "empty")}, tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="empty is not a transformers model folder \\(no config.json\\)"):
+        import_base_model({"source": "local", "path": str(tmp_path / "empty")}, tmp_path / "out", name="tiny")
     assert not (tmp_path / "out").exists()
 
 

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from valuedrift import config as vd_config
 from valuedrift import launch as vd_launch
+from valuedrift import models as vd_models
 from valuedrift import paths
 from valuedrift.study import Study, canonical, result_settings
 from valuedrift.training import registry
@@ -20,8 +21,17 @@ except vd_config.ConfigError as err:
 # workflow/schemas links to the package copy; read it from the installed package so the
 # workflow also runs from a copied folder.
 validate(config, schema=str(vd_config.schema_path()))
+# Settings that are valid but silently do nothing or mislead (valuedrift.preflight); a dry run
+# also prints the study's disk and time estimate (`make plan` prints both without snakemake).
+from valuedrift import plan as vd_plan
 
+import sys as _sys
+
+# the dry-run executor is chosen after the Snakefile is parsed, hence the command line
+_dryrun = any(a in ("--dry-run", "--dryrun", "--just-print") or (a[:1] == "-" and a[1:2] != "-" and "n" in a)
+              for a in _sys.argv[1:])
 paths.use_results_dir(config["results_dir"])
+vd_plan.print_at_start(config, workdir=".", dryrun=_dryrun)
 STUDY = Study(config)
 RUNS = STUDY.runs
 
@@ -68,6 +78,12 @@ def sweep_lines(wildcards):
 def stage_settings(stage):
     """A stage's result-changing config keys, canonical: the only params its rule compares."""
     return result_settings(config[stage], stage)
+
+
+def chat_template_file(base):
+    """models.<base>.chat_template when it is a file rather than a built-in template name."""
+    value = config["models"][base].get("chat_template")
+    return [] if not value or value in vd_models.BUILTIN_TEMPLATES else [value]
 
 
 def prompt_format(model_key):

@@ -2,6 +2,9 @@
 
 
 rule import_base_model:
+    input:
+        # a chat template file (not a built-in name): editing it re-imports the model
+        lambda wc: chat_template_file(wc.base),
     output:
         directory(paths.model_dir("{base}/base")),
     params:

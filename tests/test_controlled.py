@@ -397,3 +397,21 @@ def test_controlled_experiment_end_to_end(workdir, tiny_model, smollm2_server):
         assert (workdir / paths.dataset_stance_plot(ext)).stat().st_size > 0
         assert (workdir / paths.value_gap_plot(ext)).stat().st_size > 0
     assert planned_jobs(workdir, "all", "controlled") == {}
+
+
+def test_paper_config_plans_a_synthetic_run_and_the_dataset_analyses_offline(workdir):
+    """A DPO run on the support-aligned synthetic set, and `controlled`, plan without hub or network."""
+    import shutil
+
+    from conftest import no_network_prefix, planned_jobs
+
+    shutil.copytree(REPO / "config", workdir / "config", dirs_exist_ok=True)
+    target = "results/drift/llama3-3b/sft-wildchat/dpo-synthetic-support/drift.csv"
+    jobs = planned_jobs(workdir, target, "controlled", "--configfile", "config/paper.yaml", prefix=no_network_prefix())
+    # 888 steps, a checkpoint every 100 -> 9 segments, each generated and judged, plus the start
+    assert jobs["po_segment"] == 9 and jobs["generate"] == jobs["judge"] == 10
+    assert jobs["synthetic_retrieve"] == jobs["synthetic_generate"] == 1 and jobs["synthetic_dataset"] == 2
+    # wildchat, alpaca, ultrafeedback, hh-rlhf; the synthetic ones are not prepare_dataset's
+    assert jobs["prepare_dataset"] == 4
+    assert jobs["dataset_retrieve"] == jobs["dataset_stance"] == 5 and jobs["value_gap"] == 3
+    assert jobs["dataset_stance_table"] == jobs["value_gap_table"] == 1

@@ -415,3 +415,23 @@ def test_paper_config_plans_a_synthetic_run_and_the_dataset_analyses_offline(wor
     assert jobs["prepare_dataset"] == 4
     assert jobs["dataset_retrieve"] == jobs["dataset_stance"] == 5 and jobs["value_gap"] == 3
     assert jobs["dataset_stance_table"] == jobs["value_gap_table"] == 1
+
+
+def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
+    from valuedrift import controlled
+
+    cfg = controlled_config(tiny_model, tmp_path / "no-shared-data", "http://127.0.0.1:9/v1")
+    cfg["runs"].append({**cfg["runs"][1], "algorithm": "simpo"})  # simpo on support only: no pair
+    assert controlled.alignment_runs(vd_config.validate(cfg)) == [
+        ("tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose")]
+    base = {"start": 0.3, "end": None, "extremum": None, "extremum_kind": None, "extremum_step": None, "ci_low": None,
+            "ci_high": None, "reached_step": None, "total_steps": 4, "drift_time": 0.5}
+    for name, m in (("s", 0.2), ("o", -0.1)):
+        tables.write(pl.DataFrame([{"topic": "abortion", "stance": "support", "magnitude": m, **base}],
+                                  schema_overrides={"end": pl.Float64, "extremum": pl.Float64, "extremum_kind": pl.String,
+                                                    "extremum_step": pl.Int64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+                                                    "reached_step": pl.Int64}),
+                     tmp_path / f"{name}.csv", "drift")
+    row = controlled.alignment_contrast(str(tmp_path / "s.csv"), str(tmp_path / "o.csv")).to_dicts()[0]
+    assert row["magnitude_support_aligned"] == 0.2 and row["magnitude_oppose_aligned"] == -0.1
+    assert row["magnitude_difference"] == pytest.approx(0.3)

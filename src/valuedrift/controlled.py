@@ -118,3 +118,33 @@ def llm_is_api(llm: dict[str, Any]) -> bool:
 def embeds_on_gpu(settings: dict[str, Any]) -> bool:
     """Whether a retrieval stage's embedder runs on an accelerator (a GPU job); else a CPU job."""
     return settings["embedder"].get("device", "cpu") != "cpu"
+
+
+def alignment_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(support-aligned run, oppose-aligned run) model paths: PO runs with the same base, SFT
+    and algorithm, one on each alignment of the synthetic data (Section 6's comparison)."""
+    from .config import runs
+
+    synth = synthetic_datasets(config)
+    by_key: dict[tuple, dict[str, str]] = {}
+    for run in runs(config):
+        if run.preference in synth:
+            by_key.setdefault((run.base, run.sft, run.algorithm), {})[synth[run.preference]] = run.model_path
+    return [(v["support"], v["oppose"]) for v in by_key.values() if {"support", "oppose"} <= set(v)]
+
+
+def alignment_contrast(support_drift: str, oppose_drift: str):
+    """Per topic and stance: drift magnitude of the support-aligned and of the oppose-aligned
+    run (their drift.csv files), and the difference support-aligned minus oppose-aligned."""
+    import polars as pl
+
+    from . import tables
+
+    cols = ["topic", "stance", "start", "magnitude", "drift_time"]
+    s = tables.read(support_drift, "drift").select(cols)
+    o = tables.read(oppose_drift, "drift").select(cols)
+    both = s.join(o, on=["topic", "stance"], suffix="_oppose_aligned").rename(
+        {"start": "start_support_aligned", "magnitude": "magnitude_support_aligned",
+         "drift_time": "drift_time_support_aligned"})
+    return both.with_columns((pl.col("magnitude_support_aligned") - pl.col("magnitude_oppose_aligned"))
+                             .alias("magnitude_difference")).sort("topic", "stance")

@@ -156,7 +156,9 @@ def retrieve_prompts(*, questions: str, sources: dict[str, str], output: str, st
             records.append({"prompt_id": f"{name}:{row}", "source": name, "row": row, "prompt": prompt, "text": text})
     if not records:
         raise SyntheticError(f"no prompts in synthetic.sources {list(sources)}")
-    embed_fn = embed_fn or (lambda texts: embedding.embed(texts, settings["embedder"], embedding.load_model(settings["embedder"])))
+    if embed_fn is None:
+        model = embedding.load_model(settings["embedder"])  # once, for the prompts and the questions
+        embed_fn = lambda texts: embedding.embed(texts, settings["embedder"], model)  # noqa: E731
     prompt_vectors = embed_fn([r["text"] for r in records])
     question_vectors = embed_fn(qs["question"].to_list())
     scores = category_scores(prompt_vectors, question_vectors, qs["category"].to_list(), categories)

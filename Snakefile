@@ -40,6 +40,7 @@ include: "workflow/rules/evals.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/trajectories.smk"
 include: "workflow/rules/drilldown.smk"
+include: "workflow/rules/controlled.smk"
 
 
 rule all:

@@ -170,6 +170,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     _check_overrides_and_sweeps(config, problems)
     _check_resources(config, workdir, problems)
     _check_lora(config, problems)
+    _check_controlled(config, problems)
 
     judge = config["judge"]
     if judge["backend"] == "local" and not judge.get("model"):
@@ -319,6 +320,13 @@ def _check_lora(config, problems) -> None:
         if isinstance(settings, dict) and settings.get("lora") and importlib.util.find_spec("peft") is None:
             problems.append(f"config key 'training.{algorithm}.lora': LoRA needs peft, which is not "
                             f"installed (pip install 'valuedrift[lora]')")
+
+
+def _check_controlled(config, problems) -> None:
+    """The synthetic-data and dataset-stance blocks (issue 14)."""
+    from . import controlled
+
+    controlled.check(config, problems)
 
 
 def _check_dataset(config, key, name, kind, problems) -> None:

@@ -198,6 +198,9 @@ def load_rows(spec: dict[str, Any], workdir: str | Path = ".", info: dict[str, A
     ``info``, when given, receives the row counts of every stage (see ``prepare``)."""
     info = {} if info is None else info
     kind, source = spec["kind"], spec["source"]
+    if source == "synthetic":
+        raise DatasetError("a dataset of source 'synthetic' is built by the synthetic_dataset rule "
+                           "(valuedrift.synthetic.aligned_dataset), not loaded")
     normalise = NORMALISERS[kind]
     if source in ("jsonl", "parquet"):
         path = Path(workdir) / spec["path"]

@@ -266,3 +266,75 @@ def evals_table(ext: str) -> str:
 def sample_table(ext: str) -> str:
     """Tables 5-8's shape: sampled responses of chosen checkpoints beside their stance probabilities."""
     return str(RESULTS / "tables" / f"sample-responses.{ext}")
+
+
+
+# --- issue 14: controlled experiment (synthetic preference data, dataset stance, value gap) ---
+
+def synthetic_dir() -> str:
+    return str(RESULTS / "synthetic")
+
+
+def synthetic_prompts_file() -> str:
+    """Prompts retrieved per category from the source preference datasets."""
+    return f"{synthetic_dir()}/prompts.parquet"
+
+
+def synthetic_responses_file() -> str:
+    """Every support and oppose generation with its check status (ok, refusal, empty, truncated, failed)."""
+    return f"{synthetic_dir()}/responses.parquet"
+
+
+def synthetic_pairs_file() -> str:
+    """The kept (prompt, support, oppose) pairs that both synthetic datasets are made of."""
+    return f"{synthetic_dir()}/pairs.parquet"
+
+
+def synthetic_stats_file(stage: str) -> str:
+    """Counts of a synthetic-data stage (retrieval, generation)."""
+    return f"{synthetic_dir()}/stats/{stage}.json"
+
+
+def dataset_stance_dir(dataset: str) -> str:
+    return str(RESULTS / "dataset-stance" / dataset)
+
+
+def dataset_retrieved_file(dataset: str) -> str:
+    """(row, topic, similarity) of a dataset's datapoints close to an evaluation question."""
+    return f"{dataset_stance_dir(dataset)}/retrieved.parquet"
+
+
+def dataset_retrieval_stats(dataset: str) -> str:
+    return f"{dataset_stance_dir(dataset)}/retrieval.json"
+
+
+def dataset_stances_file(dataset: str) -> str:
+    """Stance distribution (Figure 18 judge) of each retrieved datapoint (chosen/rejected apart)."""
+    return f"{dataset_stance_dir(dataset)}/stances.parquet"
+
+
+def dataset_stance_accounting(dataset: str) -> str:
+    return f"{dataset_stance_dir(dataset)}/accounting.json"
+
+
+def dataset_stance_table() -> str:
+    """Per dataset, role and topic: the share of retrieved datapoints of each stance (Figure 19's numbers)."""
+    return f"{RESULTS / 'tables'}/dataset-stance.csv"
+
+
+def dataset_stance_plot(ext: str) -> str:
+    return f"{RESULTS / FIGURES}/dataset-stance.{ext}"
+
+
+def value_gap_file(dataset: str) -> str:
+    """Per preference pair of a dataset: the Euclidean distance of its chosen and rejected stances."""
+    return str(RESULTS / "value-gap" / f"{dataset}.parquet")
+
+
+def value_gap_table() -> str:
+    """Value-gap summary statistics per preference dataset."""
+    return f"{RESULTS / 'tables'}/value-gap.csv"
+
+
+def value_gap_plot(ext: str) -> str:
+    return f"{RESULTS / FIGURES}/value-gap.{ext}"

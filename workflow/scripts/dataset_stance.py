@@ -1,0 +1,14 @@
+from valuedrift import dataset_stance, pipeline
+
+pipeline.configure_logging(snakemake.log[0])
+pipeline.set_threads(snakemake.threads)
+cfg = snakemake.params.judge
+dataset_stance.classify(
+    dataset=snakemake.input.dataset,
+    retrieved=snakemake.input.retrieved,
+    output=snakemake.output.stances,
+    accounting=snakemake.output.accounting,
+    backend=cfg["backend"],
+    judge_kwargs=pipeline.judge_kwargs(cfg, snakemake.input.get("judge_model")),
+    max_chars=snakemake.params.max_chars,
+)

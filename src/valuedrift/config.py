@@ -135,6 +135,9 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
         problems.append("config key 'judge.model' is required (a key of 'models' or a model folder)")
     if judge["backend"] == "openai" and not judge.get("base_url"):
         problems.append("config key 'judge.base_url' is required for the openai judge")
+    from .judge_specs import check_config as check_judges
+
+    check_judges(config, need_file, problems)
     if problems:
         raise ConfigError("\n".join(problems))
     return config

@@ -36,6 +36,7 @@ include: "workflow/rules/judge.smk"
 include: "workflow/rules/drift.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/judge_eval.smk"
 
 
 rule all:

@@ -1,4 +1,4 @@
-from valuedrift import pipeline
+from valuedrift import judge_specs, pipeline
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
@@ -9,6 +9,8 @@ pipeline.judge(
     output=snakemake.output.stances,
     accounting=snakemake.output.accounting,
     backend=cfg["backend"],
-    judge_kwargs=pipeline.judge_kwargs(cfg, snakemake.input.get("judge_model")),
+    judge_kwargs=judge_specs.judge_kwargs(cfg, snakemake.input.get("judge_model")),
     max_unscorable_fraction=cfg["max_unscorable_fraction"],
+    calibration=judge_specs.use_calibration(cfg, snakemake.input.get("calibration")),
+    min_option_mass=cfg.get("min_option_mass", 0.0),
 )

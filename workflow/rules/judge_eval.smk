@@ -1,0 +1,201 @@
+# Judges measured, not trusted (issue 18): every judge of the panel (the primary `judge`
+# plus config `judges`) is scored on the authored validation set and must reach
+# judge_validation.min_macro_f1 (or be accepted below it); panel judges score every
+# generation into results/judges/{name}/stances/; classifier judges are trained by their
+# own rule; the human review sheet goes out and comes back. Target: `judge_eval`.
+from valuedrift import judge_specs
+
+JUDGES = judge_specs.panel(config)
+PANEL_JUDGES = [name for name in JUDGES if name != paths.PRIMARY_JUDGE]
+CLASSIFIER_JUDGES = [name for name, spec in JUDGES.items() if spec["backend"] == "classifier"]
+JUDGE_VALIDATION = judge_specs.validation_settings(config)
+NO_NAME = "(?!)"  # a wildcard constraint nothing matches
+
+
+def study_model_keys():
+    """Every model whose responses the study judges: each run's start model and checkpoints."""
+    return sorted({run.model_at(step) for run in RUNS for step in [0, *run.steps]})
+
+
+def judge_stance_files(name):
+    return [paths.judge_stances_file(name, key) for key in study_model_keys()]
+
+
+def classifier_inputs(wildcards):
+    spec = JUDGES[wildcards.judge]
+    train = spec["train"]
+    if train["source"] == "authored":
+        return {"train": train["path"]}
+    teacher = judge_specs.with_defaults(train["teacher"])
+    return {"generations": [paths.generations_file(k) for k in study_model_keys()],
+            "questions": paths.questions_file(),
+            **{k: v for k, v in judge_specs.judge_inputs(config, wildcards.judge, teacher).items() if k == "judge_model"}}
+
+
+def panel_judge_inputs(wildcards):
+    return {"generations": paths.generations_file(wildcards.model), "questions": paths.questions_file(),
+            **judge_specs.judge_inputs(config, wildcards.judge)}
+
+
+def validation_inputs(wildcards):
+    """The judge's model or classifier; not the calibration choice, which validation makes."""
+    inputs = judge_specs.judge_inputs(config, wildcards.judge)
+    return {"validation": JUDGE_VALIDATION["path"], **{k: v for k, v in inputs.items() if k != "calibration"}}
+
+
+rule judge_classifier:
+    input:
+        unpack(classifier_inputs),
+    output:
+        classifier=paths.judge_classifier_file("{judge}"),
+        report=paths.judge_classifier_report("{judge}"),
+    params:
+        spec=lambda wc: {k: JUDGES[wc.judge][k] for k in ("embedder", "train")},
+        models=lambda wc: study_model_keys() if JUDGES[wc.judge]["train"]["source"] == "distill" else [],
+    wildcard_constraints:
+        judge=_alternatives(CLASSIFIER_JUDGES) or NO_NAME,
+    log:
+        paths.log_file("judge_classifier", "{judge}"),
+    threads: workflow.cores
+    script:
+        "../scripts/judge_classifier.py"
+
+
+rule panel_judge:
+    input:
+        unpack(panel_judge_inputs),
+    output:
+        stances=paths.judge_stances_file("{judge}", "{model}"),
+        accounting=paths.judge_stances_accounting("{judge}", "{model}"),
+    params:
+        spec=lambda wc: JUDGES[wc.judge],
+    wildcard_constraints:
+        judge=_alternatives(PANEL_JUDGES) or NO_NAME,
+    log:
+        paths.log_file("panel_judge", "{judge}/{model}"),
+    threads: workflow.cores
+    script:
+        "../scripts/panel_judge.py"
+
+
+rule judge_validation:
+    input:
+        unpack(validation_inputs),
+    output:
+        scored=paths.judge_validation_items("{judge}"),
+        metrics=paths.judge_validation_metrics("{judge}"),
+        per_topic=paths.judge_validation_topics("{judge}"),
+    params:
+        spec=lambda wc: JUDGES[wc.judge],
+    wildcard_constraints:
+        judge=_alternatives(JUDGES),
+    log:
+        paths.log_file("judge_validation", "{judge}"),
+    threads: workflow.cores
+    script:
+        "../scripts/judge_validation.py"
+
+
+rule judge_floor:
+    input:
+        metrics=paths.judge_validation_metrics("{judge}"),
+    output:
+        paths.judge_floor_check("{judge}"),
+    params:
+        min_macro_f1=JUDGE_VALIDATION["min_macro_f1"],
+        accept_below_floor=JUDGE_VALIDATION["accept_below_floor"],
+    wildcard_constraints:
+        judge=_alternatives(JUDGES),
+    log:
+        paths.log_file("judge_floor", "{judge}"),
+    script:
+        "../scripts/judge_floor.py"
+
+
+rule judge_option_mass:
+    input:
+        lambda wc: judge_stance_files(wc.judge),
+    output:
+        paths.judge_option_mass("{judge}"),
+    params:
+        models=study_model_keys(),
+        floor=lambda wc: JUDGES[wc.judge]["min_option_mass"],
+    wildcard_constraints:
+        judge=_alternatives(JUDGES),
+    log:
+        paths.log_file("judge_option_mass", "{judge}"),
+    script:
+        "../scripts/judge_option_mass.py"
+
+
+rule judge_panel:
+    input:
+        stances=[f for name in JUDGES for f in judge_stance_files(name)],
+        generations=[paths.generations_file(k) for k in study_model_keys()],
+        questions=paths.questions_file(),
+    output:
+        agreement=paths.panel_agreement(),
+        disagreements=paths.panel_disagreements(),
+    params:
+        judges=list(JUDGES),
+        models=study_model_keys(),
+    log:
+        paths.log_file("judge_panel", "panel"),
+    script:
+        "../scripts/judge_panel.py"
+
+
+rule human_review_sheet:
+    input:
+        generations=[paths.generations_file(k) for k in study_model_keys()],
+        questions=paths.questions_file(),
+    output:
+        sheet=paths.human_review_sheet(),
+        form=paths.human_review_form(),
+        key=paths.human_review_key(),
+    params:
+        models=study_model_keys(),
+        n_items=config["human_review"]["items"],
+        seed=config["human_review"]["seed"],
+    log:
+        paths.log_file("human_review", "sheet"),
+    script:
+        "../scripts/human_review_sheet.py"
+
+
+rule human_review_agreement:
+    input:
+        filled=config["human_review"]["filled"] or [],
+        key=paths.human_review_key(),
+        stances=[f for name in JUDGES for f in judge_stance_files(name)],
+    output:
+        paths.human_review_agreement(),
+    params:
+        judges=list(JUDGES),
+        models=study_model_keys(),
+    log:
+        paths.log_file("human_review", "agreement"),
+    script:
+        "../scripts/human_review_agreement.py"
+
+
+def judge_eval_outputs():
+    out = [paths.judge_floor_check(name) for name in JUDGES]
+    out += [paths.judge_option_mass(name) for name in JUDGES]
+    out += [paths.judge_classifier_report(name) for name in CLASSIFIER_JUDGES]
+    if len(JUDGES) > 1:
+        out += [paths.panel_agreement(), paths.panel_disagreements()]
+    out.append(paths.human_review_sheet())
+    if config["human_review"]["filled"]:
+        out.append(paths.human_review_agreement())
+    return out
+
+
+rule judge_eval:
+    input:
+        judge_eval_outputs(),
+
+
+workflow.localrules("judge_floor", "judge_option_mass", "judge_panel", "human_review_sheet",
+                    "human_review_agreement", "judge_eval", "judge_classifier",
+                    *(["judge_validation"] if all(s["backend"] != "local" for s in JUDGES.values()) else []))

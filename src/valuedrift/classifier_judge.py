@@ -34,6 +34,7 @@ log = logging.getLogger("valuedrift")
 
 INPUT_FORMATS = {"topic": "{topic}: {response}", "question": "{question} {response}"}
 FORMAT_VERSION = 1
+NEVER_LABELLED = -30.0  # intercept of a stance absent from the training labels
 
 
 def item_texts(input_format: str, questions: Sequence[str], responses: Sequence[str],
@@ -54,8 +55,14 @@ class StanceClassifier:
 
     @classmethod
     def from_sklearn(cls, model, settings: dict[str, Any]) -> "StanceClassifier":
-        order = [list(model.classes_).index(s) for s in STANCES]
-        return cls(model.coef_[order], model.intercept_[order], settings)
+        """A stance the labels never had (a teacher that never chose it) gets probability ~0."""
+        classes = list(model.classes_)
+        coef, intercept = np.asarray(model.coef_, dtype=np.float64), np.asarray(model.intercept_, dtype=np.float64)
+        if len(classes) == 2:  # binary: one row of coefficients, for classes[1]
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+        rows = [coef[classes.index(s)] if s in classes else np.zeros(coef.shape[1]) for s in STANCES]
+        bias = [intercept[classes.index(s)] if s in classes else NEVER_LABELLED for s in STANCES]
+        return cls(np.vstack(rows), np.array(bias), {**settings, "classes_seen": classes})
 
     def log_proba(self, x: np.ndarray) -> np.ndarray:
         z = np.asarray(x, dtype=np.float64) @ self.coef.T + self.intercept
@@ -139,8 +146,8 @@ def fit_classifier(questions, responses, topics, labels, *, embedder: dict[str, 
     """Pick input format and C by cross-validation on these items only, then fit on all of them."""
     from .vprism.embed import embed, load_model
 
-    if len(set(labels)) < len(STANCES):
-        raise ValueError(f"training labels cover only {sorted(set(labels))}; every stance needs examples")
+    if len(set(labels)) < 2:
+        raise ValueError(f"training labels cover only {sorted(set(labels))}; a classifier needs two stances or more")
     model = model or load_model(embedder)
     formats = list(INPUT_FORMATS) if input_format == "auto" else [input_format]
     features = {f: embed(item_texts(f, questions, responses, topics), embedder, model=model) for f in formats}
@@ -200,17 +207,23 @@ def train_distilled(*, generations: dict[str, str], questions: str, teacher: dic
     lps = item_logprobs(teacher_judge, sample["question"].to_list(), sample["response"].to_list(),
                         sample["topic"].to_list())
     teacher_seconds = time.perf_counter() - t0
-    rows = [stance_row(lp, min_option_mass=teacher.get("min_option_mass", 0.0)) for lp in lps]
+    content_free = {}
+    if teacher.get("calibration", "none") == "contextual":
+        from .calibration import content_free_logprobs
+
+        content_free = content_free_logprobs(teacher_judge, sample["question"].to_list(), sample["topic"].to_list())
+    rows = [stance_row(lp, content_free.get(t), min_option_mass=teacher.get("min_option_mass", 0.0))
+            for lp, t in zip(lps, sample["topic"].to_list())]
     labels = [STANCES[int(np.argmax([r[f"p_{s}"] for s in STANCES]))] if r["scorable"] else None for r in rows]
     labelled = sample.with_columns(pl.Series("label", labels, dtype=pl.String)).filter(pl.col("label").is_not_null())
     n_hold = int(round(len(labelled) * settings["holdout_fraction"]))
     if len(labelled) - n_hold < 2 * len(STANCES) or n_hold < 1:
         raise ValueError(f"distillation: {len(labelled)} teacher-labelled responses of {len(sample)} sampled are too "
                          f"few to train and hold out (raise train.sample or lower train.holdout_fraction)")
-    missing = sorted(set(STANCES) - set(labelled["label"].to_list()))
-    if missing:
-        raise ValueError(f"distillation: the teacher never chose {', '.join(missing)} on the {len(labelled)} "
-                         f"sampled responses; the student cannot learn it (raise train.sample)")
+    never = sorted(set(STANCES) - set(labelled["label"].to_list()))
+    if never:
+        log.warning("distillation: the teacher never chose %s on %d sampled responses; the student never will",
+                    ", ".join(never), len(labelled))
     held, fit_part = labelled.head(n_hold), labelled.slice(n_hold)
     t1 = time.perf_counter()
     clf, info = fit_classifier(fit_part["question"].to_list(), fit_part["response"].to_list(),
@@ -229,7 +242,7 @@ def train_distilled(*, generations: dict[str, str], questions: str, teacher: dic
     clf.save(output)
     accounting = getattr(teacher_judge, "accounting", lambda: {})()
     result = {"source": "distill", "teacher": describe(teacher), "study_responses": total, "sampled": len(sample),
-              "teacher_labelled": len(labelled), "trained_on": len(fit_part), "held_out": n_hold,
+              "teacher_labelled": len(labelled), "teacher_never_chose": never, "trained_on": len(fit_part), "held_out": n_hold,
               "agreement": agreement["accuracy"], "agreement_macro_f1": agreement["macro_f1"],
               "kappa": cohen_kappa(teacher_pred, student_pred), "confusion": agreement["confusion"],
               "teacher_calls": accounting.get("calls", len(sample)), "teacher_cost": accounting.get("cost", 0.0),

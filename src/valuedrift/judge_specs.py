@@ -130,6 +130,9 @@ def check_config(config: dict[str, Any], need_file, problems: list[str]) -> None
                 problems.append(f"config key '{key}.train.teacher' is required for source 'distill' (a judge spec)")
             elif train["teacher"].get("backend", "local") == "classifier":
                 problems.append(f"config key '{key}.train.teacher': the teacher must be an LLM judge")
+            elif train["teacher"].get("calibration", "none") == "auto":
+                problems.append(f"config key '{key}.train.teacher.calibration': a teacher is calibrated "
+                                f"'contextual' or 'none' (auto needs a validation run of its own)")
     validation = validation_settings(config)
     accept = validation["accept_below_floor"]
     names = [PRIMARY_JUDGE, *judges]

@@ -41,8 +41,8 @@ def content_free_logprobs(judge, questions: Sequence[str], topics: Sequence[str]
         for k in range(3):
             acc[k] += dist[k]
         acc[3] += 1
-    return {topic: tuple(math.log(max(acc[k] / acc[3], 1e-12)) for k in range(3)) if topic in sums else None
-            for topic in by_topic}
+    return {topic: tuple(math.log(max(sums[topic][k] / sums[topic][3], 1e-12)) for k in range(3))
+            if topic in sums else None for topic in by_topic}
 
 
 def calibrate(logprobs: OptionLogprobs, content_free: OptionLogprobs) -> OptionLogprobs:

@@ -185,4 +185,4 @@ def test_classifier_file_reproduces_scikit_learn_without_pickle(tmp_path, classe
             assert p[:, k].max() < 1e-9  # a stance never seen in training is never predicted
     assert loaded.settings["input"] == "topic" and loaded.settings["classes_seen"] == list(model.classes_)
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
-        assert sorted(data.files) == ["coef", "intercept", "settings"]
+        assert sorted(data.files) == ["coef", "intercept", "mean", "scale", "settings"]

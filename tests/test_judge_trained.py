@@ -80,7 +80,7 @@ def test_classifier_judge_trained_on_authored_set_beats_chance_on_validation(tmp
     assert overall["macro_f1"] > overall["chance_macro_f1"] + 0.15, overall
     assert set(result["per_topic"]) == set(read_items(val)["topic"])
     scored = pl.read_parquet(tmp_path / "v.parquet")
-    assert (scored["option_mass_raw"] == 1.0).all()
+    assert (scored["option_mass_raw"] - 1).abs().max() < 1e-9
     assert json.loads((tmp_path / "v.json").read_text())["variant_used"] == "raw"
     per_topic = pl.read_csv(tmp_path / "v.csv")
     assert per_topic["topic"][0] == "all" and len(per_topic) == 12
@@ -148,7 +148,7 @@ def test_distillation_from_an_openai_compatible_teacher(tmp_path, server, monkey
     # The student judges the study: the stance table of the local judge, mass 1, no API call.
     g0 = tables.read(gens["m/base"], "generations")
     table = judge_table(student, g0, tables.read(questions, "questions"))
-    assert len(table) == 45 and table["scorable"].all() and (table["option_mass"] == 1.0).all()
+    assert len(table) == 45 and table["scorable"].all() and (table["option_mass"] - 1).abs().max() < 1e-9
     sums = table.select("p_support", "p_neutral", "p_oppose").sum_horizontal()
     assert ((sums - 1).abs() < 1e-9).all()
 
@@ -185,3 +185,31 @@ def test_contextual_calibration_of_a_real_local_judge(tiny_model, tmp_path):
         assert p_cal == pytest.approx(expected / expected.sum(axis=1, keepdims=True), abs=2e-3)
         assert np.abs(p_cal - p_raw).max() > 1e-2  # the random tiny judge does have a letter bias
     assert math.isclose(sum(cal.row(0)[2:5]), 1.0)
+
+
+@pytest.mark.slow
+def test_llm_hidden_state_classifier_on_the_tiny_model(tiny_model, tmp_path):
+    """embedder {llm, layer}: a linear probe on a causal LM's hidden states; left-padded batches
+    give each text's own features, and the saved probe reproduces scikit-learn's probabilities."""
+    need(JUDGE_DATA / "train.jsonl")
+    from valuedrift.classifier_judge import LLMEmbedder
+
+    embedder = LLMEmbedder(str(tiny_model), layer=-1, batch_size=4)
+    texts = ["Topic: abortion\nResponse: Yes.", "Topic: racism\nResponse: It is wrong and must end now, everywhere."]
+    batched = embedder.encode(texts)
+    for text, row in zip(texts, batched):
+        assert embedder.encode([text])[0] == pytest.approx(row, abs=1e-4)
+
+    train = subset(JUDGE_DATA / "train.jsonl", 2, tmp_path / "train.jsonl")
+    spec = {"llm": "tiny", "layer": -1}
+    report = train_authored(train=str(train), embedder=spec, settings={"input": "topic", "C": [0.1], "folds": 2, "seed": 0},
+                            output=str(tmp_path / "c.npz"), report=str(tmp_path / "c.json"), embed_model=str(tiny_model))
+    assert report["items"] == 66
+    clf = StanceClassifier.load(tmp_path / "c.npz")
+    assert clf.settings["embedder"] == spec and np.any(clf.scale != 1.0)  # standardised features
+    judge = ClassifierJudge(tmp_path / "c.npz", embed_model=str(tiny_model))
+    items = read_items(train).head(5)
+    got = item_logprobs(judge, items["question"].to_list(), items["response"].to_list(), items["topic"].to_list())
+    assert all(sum(math.exp(v) for v in lp) == pytest.approx(1.0) for lp in got)
+    with pytest.raises(ValueError, match="needs its model folder"):
+        ClassifierJudge(tmp_path / "c.npz")

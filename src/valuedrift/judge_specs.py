@@ -81,19 +81,23 @@ def judge_inputs(config: dict[str, Any], name: str, spec: dict[str, Any] | None 
         out["judge_model"] = local_model_dir(config, spec)
     elif spec["backend"] == "classifier":
         out["judge_model"] = judge_classifier_file(name)
+        if spec["embedder"].get("llm"):
+            out["embed_model"] = local_model_dir(config, {"model": spec["embedder"]["llm"]})
     if spec["calibration"] == "auto":
         out["calibration"] = judge_validation_metrics(name)
     return out
 
 
-def judge_kwargs(spec: dict[str, Any], judge_model: str | None) -> dict[str, Any]:
-    """Backend constructor arguments of a judge spec (``judge_model``: its model folder or classifier file)."""
+def judge_kwargs(spec: dict[str, Any], inputs) -> dict[str, Any]:
+    """Backend constructor arguments of a judge spec; ``inputs`` (a rule's input, or a dict) holds
+    ``judge_model`` (its model folder or classifier file) and ``embed_model`` (an LLM embedder's folder)."""
     from .pipeline import judge_kwargs as llm_judge_kwargs
 
     spec = with_defaults(spec)
     if spec["backend"] == "classifier":
-        return {"classifier": judge_model, "device": (spec.get("embedder") or {}).get("device", "cpu")}
-    return llm_judge_kwargs(spec, judge_model)
+        return {"classifier": inputs.get("judge_model"), "embed_model": inputs.get("embed_model"),
+                "device": spec["embedder"].get("device", "cpu")}
+    return llm_judge_kwargs(spec, inputs.get("judge_model"))
 
 
 def use_calibration(spec: dict[str, Any], metrics_file: str | None) -> bool:

@@ -24,10 +24,11 @@ def judge_stance_files(name):
 def classifier_inputs(wildcards):
     spec = JUDGES[wildcards.judge]
     train = spec["train"]
+    embed = {k: v for k, v in judge_specs.judge_inputs(config, wildcards.judge).items() if k == "embed_model"}
     if train["source"] == "authored":
-        return {"train": train["path"]}
+        return {"train": train["path"], **embed}
     teacher = judge_specs.with_defaults(train["teacher"])
-    return {"generations": [paths.generations_file(k) for k in study_model_keys()],
+    return {**embed, "generations": [paths.generations_file(k) for k in study_model_keys()],
             "questions": paths.questions_file(),
             **{k: v for k, v in judge_specs.judge_inputs(config, wildcards.judge, teacher).items() if k == "judge_model"}}
 

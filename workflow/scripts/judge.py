@@ -9,7 +9,7 @@ pipeline.judge(
     output=snakemake.output.stances,
     accounting=snakemake.output.accounting,
     backend=cfg["backend"],
-    judge_kwargs=judge_specs.judge_kwargs(cfg, snakemake.input.get("judge_model")),
+    judge_kwargs=judge_specs.judge_kwargs(cfg, snakemake.input),
     max_unscorable_fraction=cfg["max_unscorable_fraction"],
     calibration=judge_specs.use_calibration(cfg, snakemake.input.get("calibration")),
     min_option_mass=cfg.get("min_option_mass", 0.0),

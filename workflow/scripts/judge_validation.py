@@ -6,7 +6,7 @@ spec = snakemake.params.spec
 judge_eval.score_validation(
     name=snakemake.wildcards.judge,
     spec=spec,
-    judge_kwargs=judge_specs.judge_kwargs(spec, snakemake.input.get("judge_model")),
+    judge_kwargs=judge_specs.judge_kwargs(spec, snakemake.input),
     validation=snakemake.input.validation,
     items_out=snakemake.output.scored,
     metrics_out=snakemake.output.metrics,

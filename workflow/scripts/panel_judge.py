@@ -9,7 +9,7 @@ pipeline.judge(
     output=snakemake.output.stances,
     accounting=snakemake.output.accounting,
     backend=spec["backend"],
-    judge_kwargs=judge_specs.judge_kwargs(spec, snakemake.input.get("judge_model")),
+    judge_kwargs=judge_specs.judge_kwargs(spec, snakemake.input),
     max_unscorable_fraction=spec["max_unscorable_fraction"],
     calibration=judge_specs.use_calibration(spec, snakemake.input.get("calibration")),
     min_option_mass=spec["min_option_mass"],

@@ -186,3 +186,43 @@ def test_classifier_file_reproduces_scikit_learn_without_pickle(tmp_path, classe
     assert loaded.settings["input"] == "topic" and loaded.settings["classes_seen"] == list(model.classes_)
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
         assert sorted(data.files) == ["coef", "intercept", "mean", "scale", "settings"]
+
+
+# -- config -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.update(judges={"primary": {"backend": "classifier"}}), "'judges.primary': the name is reserved"),
+    (lambda c: c.update(judges={"x": {"backend": "classifier", "train": {"path": "nope.jsonl"}}}),
+     "config key 'judges.x.train.path': file not found: nope.jsonl"),
+    (lambda c: c.update(judges={"x": {"backend": "classifier", "train": {"source": "distill"}}}),
+     "config key 'judges.x.train.teacher' is required"),
+    (lambda c: c.update(judges={"x": {"backend": "local"}}), "config key 'judges.x.model' is required"),
+    (lambda c: c.update(judge={"backend": "classifier", "calibration": "auto",
+                               "train": {"path": str(REPO / "data/demo/sft.jsonl")}}),
+     "'judge.calibration': only LLM judges"),
+    (lambda c: c["judge"].update(calibration="always"), "config key 'judge.calibration': 'always' is not one of"),
+    (lambda c: c.update(judge_validation={"accept_below_floor": ["gpt"]}),
+     "'judge_validation.accept_below_floor': unknown judge 'gpt'"),
+    (lambda c: c.update(judges={"x": {"backend": "local", "model": "tiny", "temperature": 0}}),
+     "unknown config key 'temperature' in 'judges.x'"),
+])
+def test_judge_config_errors_name_the_key(tmp_path, mutate, message):
+    from conftest import tiny_config
+    from valuedrift import config as vd_config
+
+    (tmp_path / "model").mkdir()
+    cfg = tiny_config(tmp_path / "model")
+    mutate(cfg)
+    with pytest.raises(vd_config.ConfigError) as err:
+        vd_config.validate(cfg)
+    assert message in str(err.value)
+
+
+def test_new_judge_keys_leave_an_existing_judge_config_as_it_was(tmp_path):
+    """No schema default for the keys issue 18 adds: the judge rule's params (and so its jobs) stay."""
+    from conftest import tiny_config
+    from valuedrift import config as vd_config
+
+    (tmp_path / "model").mkdir()
+    cfg = vd_config.validate(tiny_config(tmp_path / "model"))
+    assert not {"calibration", "min_option_mass", "embedder", "train"} & set(cfg["judge"])

@@ -58,6 +58,8 @@ rule judge_classifier:
     log:
         paths.log_file("judge_classifier", "{judge}"),
     threads: workflow.cores
+    conda:
+        conda_env("infer")
     script:
         "../scripts/judge_classifier.py"
 
@@ -75,6 +77,8 @@ rule panel_judge:
     log:
         paths.log_file("panel_judge", "{judge}/{model}"),
     threads: workflow.cores
+    conda:
+        conda_env("infer")
     script:
         "../scripts/panel_judge.py"
 
@@ -93,6 +97,8 @@ rule judge_validation:
     log:
         paths.log_file("judge_validation", "{judge}"),
     threads: workflow.cores
+    conda:
+        conda_env("infer")
     script:
         "../scripts/judge_validation.py"
 
@@ -109,6 +115,8 @@ rule judge_floor:
         judge=_alternatives(JUDGES),
     log:
         paths.log_file("judge_floor", "{judge}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/judge_floor.py"
 
@@ -125,6 +133,8 @@ rule judge_option_mass:
         judge=_alternatives(JUDGES),
     log:
         paths.log_file("judge_option_mass", "{judge}"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/judge_option_mass.py"
 
@@ -142,6 +152,8 @@ rule judge_panel:
         models=study_model_keys(),
     log:
         paths.log_file("judge_panel", "panel"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/judge_panel.py"
 
@@ -160,6 +172,8 @@ rule human_review_sheet:
         seed=config["human_review"]["seed"],
     log:
         paths.log_file("human_review", "sheet"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/human_review_sheet.py"
 
@@ -176,6 +190,8 @@ rule human_review_agreement:
         models=study_model_keys(),
     log:
         paths.log_file("human_review", "agreement"),
+    conda:
+        conda_env("analysis")
     script:
         "../scripts/human_review_agreement.py"
 

@@ -33,8 +33,9 @@ def classifier(args, work: Path) -> dict:
     from valuedrift.judge import item_logprobs
     from valuedrift.judge_eval import read_items, score_validation
 
-    spec = {"llm": "llm", "layer": args.layer} if args.llm else {"name": args.embedder}
-    settings = {"input": "auto", "C": args.c, "folds": 5, "seed": 0}
+    spec = {"llm": "smollm2-135m", **({"layer": args.layer} if args.layer is not None else {})} if args.llm \
+        else {"name": args.embedder}
+    settings = {"input": args.input, "C": args.c, "folds": 5, "seed": 0}
     t0 = time.perf_counter()
     report = train_authored(train=str(REPO / "data/judge/train.jsonl"), embedder=spec, settings=settings,
                             output=str(work / "c.npz"), report=str(work / "c.json"), embed_model=args.llm)
@@ -55,18 +56,19 @@ def classifier(args, work: Path) -> dict:
             "score_88_seconds_with_load": round(score_88_s, 1)}
 
 
-def smollm2(work: Path) -> dict:
+def smollm2(args, work: Path) -> dict:
     from valuedrift.judge_eval import score_validation
     from valuedrift.judge_specs import judge_kwargs, with_defaults
     from valuedrift.models import import_base_model
 
-    model = work / "smollm2"
-    import_base_model(SMOLLM2, model)
+    model = Path(args.llm) if args.llm else work / "smollm2"
+    if not (model / "config.json").exists():
+        import_base_model(SMOLLM2, model)
     spec = with_defaults({"backend": "local", "model": str(model), "batch_size": 8, "calibration": "auto",
                           "cache_dir": None})
     result = score_validation(name="smollm2", spec=spec, judge_kwargs={**judge_kwargs(spec, {"judge_model": str(model)}),
                                                                        "progress": False},
-                              validation=str(REPO / "data/judge/validation.jsonl"), items_out=str(work / "s.parquet"),
+                              validation=args.validation, items_out=str(work / "s.parquet"),
                               metrics_out=str(work / "s.json"), per_topic_out=str(work / "s.csv"))
     return {"variants": result["variants"], "variant_used": result["variant_used"],
             "mean_probabilities": result["overall"]["mean_probabilities"], "option_mass": result["option_mass"],
@@ -77,15 +79,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--embedder", default="all-MiniLM-L6-v2")
     ap.add_argument("--llm", help="a causal LM folder: hidden-state features instead of sentence embeddings")
-    ap.add_argument("--layer", type=int, default=-1)
+    ap.add_argument("--layer", type=int, default=None)
+    ap.add_argument("--input", default="auto", choices=["auto", "topic", "question"])
     ap.add_argument("--c", type=float, nargs="+", default=[0.25, 1.0, 4.0])
     ap.add_argument("--smollm2", action="store_true")
+    ap.add_argument("--no-classifier", action="store_true")
+    ap.add_argument("--validation", default=str(REPO / "data/judge/validation.jsonl"))
     ap.add_argument("--out", default=str(REPO / "results/bench/judge_eval.json"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        out = {"load_average": os.getloadavg(), "classifier": classifier(args, Path(tmp))}
+        out = {"load_average": os.getloadavg()}
+        if not args.no_classifier:
+            out["classifier"] = classifier(args, Path(tmp))
         if args.smollm2:
-            out["smollm2"] = smollm2(Path(tmp))
+            out["smollm2"] = smollm2(args, Path(tmp))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     json.dump(out, sys.stdout, indent=2)

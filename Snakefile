@@ -41,6 +41,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/trajectories.smk"
 include: "workflow/rules/drilldown.smk"
 include: "workflow/rules/controlled.smk"
+include: "workflow/rules/judge_eval.smk"
 
 
 rule all:

@@ -3,7 +3,7 @@
 A backend registers under a kind and a name; a config's ``backend`` key is looked up here:
 
 * ``generation``: samples answers (``transformers``, ``vllm``);
-* ``judge``: stance probabilities of answers (``local``, ``openai``);
+* ``judge``: stance probabilities of answers (``local``, ``openai``, ``classifier``);
 * ``llm``: chat completions for the LLM stages (V-PRISM, ...) (``transformers``, ``openai``).
 
 Registering is a decorator on the class or factory; the modules that hold backends are
@@ -19,7 +19,7 @@ KINDS = ("generation", "judge", "llm")
 # where the backends of each kind live (imported on first lookup)
 _MODULES = {
     "generation": ("valuedrift.generation", "valuedrift.vllm_backend"),
-    "judge": ("valuedrift.judge", "valuedrift.openai_judge"),
+    "judge": ("valuedrift.judge", "valuedrift.openai_judge", "valuedrift.classifier_judge"),
     "llm": ("valuedrift.llm",),
 }
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}

@@ -178,6 +178,9 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     if judge["backend"] == "openai" and not judge.get("base_url"):
         problems.append("config key 'judge.base_url' is required for the openai judge")
     _check_inputs_issue17(config, workdir, problems)
+    from .judge_specs import check_config as check_judges
+
+    check_judges(config, need_file, problems)
     if problems:
         raise ConfigError("\n".join(problems))
     return config

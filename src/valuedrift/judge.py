@@ -174,26 +174,57 @@ def make_judge(backend: str, **kwargs) -> Judge:
     return get_model("judge", backend)(**kwargs)
 
 
+def item_logprobs(judge: Judge, questions: Sequence[str], responses: Sequence[str],
+                  topics: Sequence[str]) -> list[OptionLogprobs]:
+    """Option log-probabilities per (question, response, topic): an LLM judge reads the
+    Figure-8 prompt; a judge with ``item_logprobs`` (the classifier) reads the fields."""
+    if hasattr(judge, "item_logprobs"):
+        return judge.item_logprobs(questions, responses, topics)
+    return judge.option_logprobs([judge_prompts.judge_prompt(q, r, t) for q, r, t in zip(questions, responses, topics)])
+
+
+def stance_row(logprobs: OptionLogprobs, content_free: OptionLogprobs = None, *,
+               min_option_mass: float = 0.0) -> dict:
+    """p_support/p_neutral/p_oppose, option_mass, scorable of one response. The mass is
+    that of the raw scores; below ``min_option_mass`` the response is unscorable (the
+    judge barely considered the options), its mass still recorded."""
+    from .calibration import calibrate
+
+    raw = stance_distribution(logprobs)
+    dist = stance_distribution(calibrate(logprobs, content_free)) if raw and content_free else raw
+    keys = [f"p_{s}" for s in STANCES]
+    if raw is None or raw[3] < min_option_mass:
+        return {**dict.fromkeys(keys), "option_mass": raw[3] if raw else None, "scorable": False}
+    return {**dict(zip(keys, dist[:3])), "option_mass": raw[3], "scorable": True}
+
+
 def judge_table(judge: Judge, generations: pl.DataFrame, questions: pl.DataFrame,
-                *, max_unscorable_fraction: float = 0.05) -> pl.DataFrame:
-    """Stance table for a generations table (schemas/stances.schema.yaml)."""
+                *, max_unscorable_fraction: float = 0.05, calibration: bool = False,
+                min_option_mass: float = 0.0) -> pl.DataFrame:
+    """Stance table for a generations table (schemas/stances.schema.yaml).
+
+    ``calibration``: contextual calibration (valuedrift.calibration); ``min_option_mass``:
+    the option mass below which a response is unscorable."""
     merged = generations.join(questions.select("question_id", "question", "topic"), on="question_id", how="left")
     missing = merged.filter(pl.col("topic").is_null())["question_id"].unique().to_list()
     if missing:
         raise ValueError(f"generations refer to questions not in the question set: {missing[:5]}")
-    texts = [judge_prompts.judge_prompt(q, r, t) for q, r, t in
-             zip(merged["question"], merged["response"], merged["topic"])]
+    qs, rs, ts = merged["question"].to_list(), merged["response"].to_list(), merged["topic"].to_list()
+    content_free = {}
+    if calibration:
+        from .calibration import content_free_logprobs
+
+        content_free = content_free_logprobs(judge, qs, ts)
     rows = []
-    for rec, lp in zip(merged.iter_rows(named=True), judge.option_logprobs(texts)):
-        dist = stance_distribution(lp)
-        p = dict(zip([f"p_{s}" for s in STANCES], dist[:3])) if dist else dict.fromkeys([f"p_{s}" for s in STANCES])
-        rows.append({"question_id": rec["question_id"], "sample": rec["sample"], **p,
-                     "option_mass": dist[3] if dist else None, "scorable": dist is not None})
+    for rec, lp, topic in zip(merged.iter_rows(named=True), item_logprobs(judge, qs, rs, ts), ts):
+        rows.append({"question_id": rec["question_id"], "sample": rec["sample"],
+                     **stance_row(lp, content_free.get(topic), min_option_mass=min_option_mass)})
     table = pl.DataFrame(rows, schema={"question_id": pl.String, "sample": pl.Int64, "p_support": pl.Float64,
                                        "p_neutral": pl.Float64, "p_oppose": pl.Float64,
                                        "option_mass": pl.Float64, "scorable": pl.Boolean})
     unscorable = (~table["scorable"]).sum()
     if len(table) and unscorable / len(table) > max_unscorable_fraction:
         raise RuntimeError(f"{unscorable} of {len(table)} responses could not be scored "
-                           f"(more than judge.max_unscorable_fraction={max_unscorable_fraction})")
+                           f"(more than judge.max_unscorable_fraction={max_unscorable_fraction}"
+                           + (f"; judge.min_option_mass={min_option_mass}" if min_option_mass else "") + ")")
     return table

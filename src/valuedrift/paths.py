@@ -338,3 +338,92 @@ def value_gap_table() -> str:
 
 def value_gap_plot(ext: str) -> str:
     return f"{RESULTS / FIGURES}/value-gap.{ext}"
+
+
+# --- issue 18: judge evaluation (validation, panel, trained judges, human review) -------
+# The primary judge (config `judge`) keeps its stances at stances_file(); every judge of
+# the panel (config `judges`) has its own folder under results/judges/{name}/.
+
+PRIMARY_JUDGE = "primary"
+
+
+def judge_dir(name: str) -> str:
+    return str(RESULTS / "judges" / name)
+
+
+def judge_stances_file(name: str, model_key: str) -> str:
+    """Stances of a panel judge; the primary judge's are the study's (stances_file)."""
+    if name == PRIMARY_JUDGE:
+        return stances_file(model_key)
+    return f"{judge_dir(name)}/stances/{model_key}.parquet"
+
+
+def judge_stances_accounting(name: str, model_key: str) -> str:
+    if name == PRIMARY_JUDGE:
+        return judge_accounting_file(model_key)
+    return f"{judge_dir(name)}/stances/{model_key}.accounting.json"
+
+
+def judge_classifier_file(name: str) -> str:
+    """A trained classifier judge: coefficients and settings in one .npz (no pickle)."""
+    return f"{judge_dir(name)}/classifier.npz"
+
+
+def judge_classifier_report(name: str) -> str:
+    """How the classifier was trained: cross-validation, distillation agreement, calls saved."""
+    return f"{judge_dir(name)}/classifier.json"
+
+
+def judge_validation_items(name: str) -> str:
+    return f"{judge_dir(name)}/validation/items.parquet"
+
+
+def judge_validation_metrics(name: str) -> str:
+    return f"{judge_dir(name)}/validation/metrics.json"
+
+
+def judge_validation_topics(name: str) -> str:
+    return f"{judge_dir(name)}/validation/per-topic.csv"
+
+
+def judge_floor_check(name: str) -> str:
+    """Written only when the judge passes the configured macro-F1 floor (or is accepted below it)."""
+    return f"{judge_dir(name)}/validation/accepted.json"
+
+
+def judge_option_mass(name: str) -> str:
+    return f"{judge_dir(name)}/option-mass.csv"
+
+
+def panel_dir() -> str:
+    return str(RESULTS / "judges" / "panel")
+
+
+def panel_agreement() -> str:
+    return f"{panel_dir()}/agreement.csv"
+
+
+def panel_disagreements() -> str:
+    return f"{panel_dir()}/disagreements.csv"
+
+
+def human_review_dir() -> str:
+    return str(RESULTS / "judges" / "human-review")
+
+
+def human_review_sheet() -> str:
+    """The blind sheet: item id, topic, question, response, an empty label column."""
+    return f"{human_review_dir()}/sheet.csv"
+
+
+def human_review_form() -> str:
+    return f"{human_review_dir()}/form.html"
+
+
+def human_review_key() -> str:
+    """Which model, question and sample each sheet item is (kept out of the sheet)."""
+    return f"{human_review_dir()}/key.csv"
+
+
+def human_review_agreement() -> str:
+    return f"{human_review_dir()}/agreement.csv"

@@ -110,18 +110,21 @@ def generate(*, model_dir: str, questions: str, output: str, settings: dict[str,
 
 
 def judge(*, generations: str, questions: str, output: str, accounting: str, backend: str,
-          judge_kwargs: dict[str, Any], max_unscorable_fraction: float) -> None:
+          judge_kwargs: dict[str, Any], max_unscorable_fraction: float, calibration: bool = False,
+          min_option_mass: float = 0.0) -> None:
     from .judge import judge_table, make_judge
 
     gens = tables.read(generations, "generations")
     qs = tables.read(questions, "questions")
     judge_obj = make_judge(backend, **judge_kwargs)
     t0 = time.perf_counter()
-    table = judge_table(judge_obj, gens, qs, max_unscorable_fraction=max_unscorable_fraction)
+    table = judge_table(judge_obj, gens, qs, max_unscorable_fraction=max_unscorable_fraction,
+                        calibration=calibration, min_option_mass=min_option_mass)
     elapsed = time.perf_counter() - t0
     tables.write(table, output, "stances")
     stats = {"backend": backend, "responses": len(table), "unscorable": int((~table["scorable"]).sum()),
-             "mean_option_mass": table["option_mass"].mean(), "seconds": round(elapsed, 2)}
+             "mean_option_mass": table["option_mass"].mean(), "seconds": round(elapsed, 2),
+             "calibration": calibration, "min_option_mass": min_option_mass}
     stats.update(getattr(judge_obj, "accounting", lambda: {})())
     atomic.write_json(accounting, stats)
     log.info("judged %d responses in %.1f s -> %s", len(table), elapsed, output)

@@ -4,12 +4,16 @@
 # jobs), which is deliberately not an output: a killed or rerun job pays only for what is
 # missing. The accounting JSON holds calls, cache hits, tokens, failures and cost.
 
+from valuedrift import judge_specs
+
 
 rule judge:
     input:
         generations=paths.generations_file("{model}"),
         questions=paths.questions_file(),
-        judge_model=judge_model_dir() if config["judge"]["backend"] == "local" else [],
+        # the local model folder or trained classifier; with calibration auto, the validation
+        # metrics that decide it (valuedrift.judge_specs, workflow/rules/judge_eval.smk)
+        **judge_specs.judge_inputs(config, paths.PRIMARY_JUDGE),
     output:
         stances=paths.stances_file("{model}"),
         accounting=paths.judge_accounting_file("{model}"),

@@ -1,9 +1,11 @@
-from valuedrift import pipeline
+from valuedrift import judge_specs, pipeline
 from valuedrift.study import job_settings
 
 pipeline.start_job(snakemake.log[0], snakemake.threads)
-judge = job_settings(snakemake.params.judge, snakemake.config["judge"], "judge")
+cfg = job_settings(snakemake.params.judge, snakemake.config["judge"], "judge")
 pipeline.judge(generations=snakemake.input.generations, questions=snakemake.input.questions,
-               output=snakemake.output.stances, accounting=snakemake.output.accounting, backend=judge["backend"],
-               judge_kwargs=pipeline.judge_kwargs(judge, snakemake.input.get("judge_model")),
-               max_unscorable_fraction=judge["max_unscorable_fraction"])
+               output=snakemake.output.stances, accounting=snakemake.output.accounting, backend=cfg["backend"],
+               judge_kwargs=judge_specs.judge_kwargs(cfg, snakemake.input),
+               max_unscorable_fraction=cfg["max_unscorable_fraction"],
+               calibration=judge_specs.use_calibration(cfg, snakemake.input.get("calibration")),
+               min_option_mass=cfg.get("min_option_mass", 0.0))

@@ -1,0 +1,147 @@
+"""The judges a config names: the primary ``judge`` and the panel ``judges``.
+
+The primary judge's stances feed the drift tables (at ``paths.stances_file``); each
+panel judge (``judges: {name: spec}``, the same keys as ``judge``) scores the same
+generations into ``results/judges/{name}/stances/``, so adding one reruns nothing of
+the primary. Keys added by issue 18 (``calibration``, ``min_option_mass``, ``embedder``,
+``train``) have no schema default, so configs that do not use them keep their judge
+jobs' parameters, and nothing reruns; their defaults live here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .paths import PRIMARY_JUDGE, base_model_key, judge_classifier_file, judge_validation_metrics, model_dir
+
+CALIBRATIONS = ("none", "contextual", "auto")
+DEFAULT_EMBEDDER = {"name": "all-MiniLM-L6-v2"}
+DEFAULT_TRAIN = {"source": "authored", "path": "data/judge/train.jsonl", "input": "auto", "C": [0.25, 1.0, 4.0],
+                 "folds": 5, "seed": 0, "sample": 200, "holdout_fraction": 0.25}
+DEFAULT_VALIDATION = {"path": "data/judge/validation.jsonl", "min_macro_f1": 0.5, "accept_below_floor": False}
+
+
+def _schema_defaults() -> dict[str, Any]:
+    from .config import schema
+
+    props = schema()["properties"]["judge"]["properties"]
+    return {k: v["default"] for k, v in props.items() if "default" in v}
+
+
+def with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """A judge spec with every default filled in (schema defaults and this module's)."""
+    out = {**_schema_defaults(), **copy.deepcopy(spec)}
+    out.setdefault("calibration", "none")
+    out.setdefault("min_option_mass", 0.0)
+    if out["backend"] == "classifier":
+        out["embedder"] = {**DEFAULT_EMBEDDER, **(out.get("embedder") or {})}
+        out["train"] = {**DEFAULT_TRAIN, **(out.get("train") or {})}
+    return out
+
+
+def panel(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every judge by name, the primary first, defaults filled in."""
+    return {PRIMARY_JUDGE: with_defaults(config["judge"]),
+            **{name: with_defaults(spec) for name, spec in (config.get("judges") or {}).items()}}
+
+
+def validation_settings(config: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULT_VALIDATION, **(config.get("judge_validation") or {})}
+
+
+def describe(spec: dict[str, Any]) -> str:
+    """A judge in words, for reports and errors: 'local smollm2-135m, calibrated (auto)'."""
+    backend = spec.get("backend", "local")
+    if backend == "classifier":
+        train = {**DEFAULT_TRAIN, **(spec.get("train") or {})}
+        emb = {**DEFAULT_EMBEDDER, **(spec.get("embedder") or {})}
+        source = (f"distilled from {describe(train['teacher'])}" if train["source"] == "distill" and train.get("teacher")
+                  else f"trained on {train['path']}")
+        return f"classifier (logistic regression on {emb.get('path') or emb['name']} embeddings, {source})"
+    text = f"{backend} {spec.get('model', '?')}"
+    if spec.get("calibration", "none") != "none":
+        text += f", contextual calibration ({spec['calibration']})"
+    if spec.get("min_option_mass"):
+        text += f", option mass floor {spec['min_option_mass']}"
+    return text
+
+
+def local_model_dir(config: dict[str, Any], spec: dict[str, Any]) -> str:
+    name = spec.get("model", "")
+    return model_dir(base_model_key(name)) if name in config["models"] else name
+
+
+def judge_inputs(config: dict[str, Any], name: str, spec: dict[str, Any] | None = None) -> dict[str, str]:
+    """What a job running judge ``name`` reads besides the responses: the local model folder,
+    the trained classifier, and (calibration auto) the validation metrics holding the choice."""
+    spec = with_defaults(spec if spec is not None else panel(config)[name])
+    out = {}
+    if spec["backend"] == "local":
+        out["judge_model"] = local_model_dir(config, spec)
+    elif spec["backend"] == "classifier":
+        out["judge_model"] = judge_classifier_file(name)
+        if spec["embedder"].get("llm"):
+            out["embed_model"] = local_model_dir(config, {"model": spec["embedder"]["llm"]})
+    if spec["calibration"] == "auto":
+        out["calibration"] = judge_validation_metrics(name)
+    return out
+
+
+def judge_kwargs(spec: dict[str, Any], inputs) -> dict[str, Any]:
+    """Backend constructor arguments of a judge spec; ``inputs`` (a rule's input, or a dict) holds
+    ``judge_model`` (its model folder or classifier file) and ``embed_model`` (an LLM embedder's folder)."""
+    from .pipeline import judge_kwargs as llm_judge_kwargs
+
+    spec = with_defaults(spec)
+    if spec["backend"] == "classifier":
+        return {"classifier": inputs.get("judge_model"), "embed_model": inputs.get("embed_model"),
+                "device": spec["embedder"].get("device", "cpu")}
+    return llm_judge_kwargs(spec, inputs.get("judge_model"))
+
+
+def use_calibration(spec: dict[str, Any], metrics_file: str | None) -> bool:
+    """Whether the judge's stances are calibrated: contextual always, auto as validation decided."""
+    import json
+    from pathlib import Path
+
+    calibration = spec.get("calibration", "none")
+    if calibration == "auto":
+        if not metrics_file:
+            raise ValueError("judge calibration 'auto' needs its validation metrics (the judge_validation rule)")
+        return bool(json.loads(Path(metrics_file).read_text())["calibration_used"])
+    return calibration == "contextual"
+
+
+def check_config(config: dict[str, Any], need_file, problems: list[str]) -> None:
+    """Cross-checks of the judges (called by valuedrift.config.validate)."""
+    judges = config.get("judges") or {}
+    if PRIMARY_JUDGE in judges:
+        problems.append(f"config key 'judges.{PRIMARY_JUDGE}': the name is reserved for the primary judge (`judge`)")
+    for key, spec in [("judge", config["judge"]), *((f"judges.{n}", s) for n, s in judges.items())]:
+        backend = spec.get("backend", "local")
+        if backend in ("local",) and not spec.get("model") and key != "judge":
+            problems.append(f"config key '{key}.model' is required (a key of 'models' or a model folder)")
+        if backend == "openai" and not spec.get("base_url") and key != "judge":
+            problems.append(f"config key '{key}.base_url' is required for the openai judge")
+        if backend == "classifier":
+            if spec.get("calibration", "none") != "none":
+                problems.append(f"config key '{key}.calibration': only LLM judges (local, openai) are calibrated")
+            train = {**DEFAULT_TRAIN, **(spec.get("train") or {})}
+            if train["source"] == "authored":
+                need_file(f"{key}.train.path", train["path"])
+            elif not isinstance(train.get("teacher"), dict):
+                problems.append(f"config key '{key}.train.teacher' is required for source 'distill' (a judge spec)")
+            elif train["teacher"].get("backend", "local") == "classifier":
+                problems.append(f"config key '{key}.train.teacher': the teacher must be an LLM judge")
+            elif train["teacher"].get("calibration", "none") == "auto":
+                problems.append(f"config key '{key}.train.teacher.calibration': a teacher is calibrated "
+                                f"'contextual' or 'none' (auto needs a validation run of its own)")
+    validation = validation_settings(config)
+    accept = validation["accept_below_floor"]
+    names = [PRIMARY_JUDGE, *judges]
+    if isinstance(accept, list):
+        for n in accept:
+            if n not in names:
+                problems.append(f"config key 'judge_validation.accept_below_floor': unknown judge {n!r}; judges: "
+                                f"{', '.join(names)}")

@@ -1,0 +1,14 @@
+from valuedrift import judge_eval, judge_specs, pipeline
+
+pipeline.configure_logging(snakemake.log[0])
+pipeline.set_threads(snakemake.threads)
+spec = snakemake.params.spec
+judge_eval.score_validation(
+    name=snakemake.wildcards.judge,
+    spec=spec,
+    judge_kwargs=judge_specs.judge_kwargs(spec, snakemake.input),
+    validation=snakemake.input.validation,
+    items_out=snakemake.output.scored,
+    metrics_out=snakemake.output.metrics,
+    per_topic_out=snakemake.output.per_topic,
+)

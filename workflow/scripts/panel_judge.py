@@ -1,0 +1,16 @@
+from valuedrift import judge_specs, pipeline
+
+pipeline.configure_logging(snakemake.log[0])
+pipeline.set_threads(snakemake.threads)
+spec = snakemake.params.spec
+pipeline.judge(
+    generations=snakemake.input.generations,
+    questions=snakemake.input.questions,
+    output=snakemake.output.stances,
+    accounting=snakemake.output.accounting,
+    backend=spec["backend"],
+    judge_kwargs=judge_specs.judge_kwargs(spec, snakemake.input),
+    max_unscorable_fraction=spec["max_unscorable_fraction"],
+    calibration=judge_specs.use_calibration(spec, snakemake.input.get("calibration")),
+    min_option_mass=spec["min_option_mass"],
+)

@@ -228,6 +228,10 @@ def make_judge(backend: str, **kwargs) -> Judge:
         from .openai_judge import OpenAIJudge
 
         return OpenAIJudge(**kwargs)
+    if backend == "vllm":
+        from .vllm_backend import VLLMJudge  # imported only here: vLLM is optional (GPU)
+
+        return VLLMJudge(**kwargs)
     raise ValueError(f"unknown judge backend {backend!r}")
 
 

@@ -159,7 +159,7 @@ def configure_logging(log_path: str | os.PathLike | None) -> None:
 
 def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, Any]:
     """Backend constructor arguments from the ``judge`` config section."""
-    if cfg["backend"] == "local":
+    if cfg["backend"] in ("local", "vllm"):
         return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"],
                 "cache_dir": cfg.get("cache_dir")}
     keys = ("base_url", "model", "api_key_env", "top_logprobs", "concurrency", "max_retries", "timeout_s",

@@ -99,6 +99,10 @@ def generate(*, model_dir: str, questions: str, output: str, backend: str, promp
 
     qs = tables.read(questions, "questions")
     gen = make_generator(backend, model_dir, dtype=dtype, batch_size=batch_size)
+    if getattr(gen, "precision", None) is not None:
+        from .precision import describe
+
+        log.info("generation precision: %s", describe(gen.precision))
     prompts = [format_prompt(gen.tokenizer, q, prompt_format, base_prompt_template) for q in qs["question"]]
     t0 = time.perf_counter()
     table = generate_table(gen, qs, prompts, SamplingSettings(**sampling))

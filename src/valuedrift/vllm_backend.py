@@ -145,10 +145,15 @@ def token_prompts(tokenizer, texts: Sequence[str]) -> list[dict[str, list[int]]]
 # --- engines ----------------------------------------------------------------------------------
 
 def _engine(model_dir, dtype: str, engine_kwargs: dict[str, Any]):
+    """The job's engine and its precision (``auto``: valuedrift.precision's choice, bf16 on a
+    GPU; vLLM's own ``auto`` would run an fp32 checkpoint in fp16)."""
     from vllm import LLM
 
+    from .precision import choose
+
+    precision = choose(dtype)
     kwargs = {"seed": 0, "enable_prefix_caching": True, **engine_kwargs}
-    return LLM(model=str(model_dir), dtype=dtype, **kwargs)
+    return LLM(model=str(model_dir), dtype=precision.dtype, **kwargs), precision
 
 
 def _hf_tokenizer(model_dir):
@@ -173,7 +178,7 @@ class VLLMGenerator:
         except OSError:  # no generation_config.json
             generation_config = None
         self.stop_token_ids = stop_token_ids(self.tokenizer, generation_config)
-        self.llm = _engine(model_dir, dtype, engine_kwargs)
+        self.llm, self.precision = _engine(model_dir, dtype, engine_kwargs)
 
     def generate(self, prompts, sampling):
         from vllm import SamplingParams
@@ -202,7 +207,8 @@ class VLLMJudge:
         self.exact = supports_logprob_token_ids(SamplingParams)
         if not self.exact:
             engine_kwargs.setdefault("max_logprobs", TOP_LOGPROBS)
-        self.llm = _engine(model_dir, dtype, engine_kwargs)
+        self.llm, self.precision = _engine(model_dir, dtype, engine_kwargs)
+        dtype = self.precision.dtype
         vocab_size = self.llm.model_config.get_vocab_size()
         self.option_ids = option_token_ids(self.tokenizer, judge_prompts.OPTION_LETTERS, vocab_size)
         self.sampling = judge_sampling_kwargs(self.option_ids, self.exact)
@@ -247,7 +253,8 @@ class VLLMJudge:
         return out
 
     def accounting(self) -> dict:
-        return {"judge_backend": "vllm", "model": self.model_dir, "dtype": self.dtype, **self.counts,
+        return {"judge_backend": "vllm", "model": self.model_dir, "dtype": self.dtype,
+                "precision": self.precision.record(), **self.counts,
                 "option_logprobs": "exact (logprob_token_ids)" if self.exact else f"top-{TOP_LOGPROBS} by token id",
                 "completion_tokens": self.counts["calls"], "failures": 0, "cost": 0.0,
                 "cache_dir": str(self.cache.root) if self.cache is not None else None}

@@ -10,7 +10,7 @@ The floors: prefill tokens/s <= matmul / forward FLOPs per token; decode tokens/
 B <= min(matmul / forward FLOPs, B x bandwidth / weight bytes); training tokens/s <=
 matmul / (6 x parameters).
 
-Run: .venv/bin/python bench/floors.py [--threads 1] -> results/bench/floors.json
+Run: .venv/bin/python bench/floors.py [--threads 1 2] -> results/bench/floors.json
 """
 
 from __future__ import annotations
@@ -99,18 +99,18 @@ def measure(threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    return {"torch_threads": threads, "cpus": os.cpu_count(),
+    return {"torch_threads": threads,
             "matmul_gflops": {d: round(matmul_gflops(d), 1) for d in ("float32", "bfloat16")},
-            "memory_bandwidth_gbs": round(memory_bandwidth_gbs(), 1),
-            "load_average": os.getloadavg()}
+            "memory_bandwidth_gbs": round(memory_bandwidth_gbs(), 1), "load_average": os.getloadavg()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="thread counts to measure at (the benchmarks run at 1 or 2)")
     ap.add_argument("--output", type=Path, default=REPO / "results/bench/floors.json")
     args = ap.parse_args()
-    result = measure(args.threads)
+    result = {"cpus": os.cpu_count(), "by_threads": {str(t): measure(t) for t in args.threads}}
     result["models"] = {name: {"parameters": parameters(s), "forward_flops_per_token": forward_flops_per_token(s),
                                "training_flops_per_token": training_flops_per_token(s)} for name, s in SHAPES.items()}
     args.output.parent.mkdir(parents=True, exist_ok=True)

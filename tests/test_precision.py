@@ -9,9 +9,9 @@ import torch
 from valuedrift import precision, prompts
 from valuedrift.judge import LocalJudge, stance_distribution
 
-# bf16 keeps 8 bits of mantissa: on the tiny model a stance probability moves by well under
-# this; bench/precision.py measures the same on the demo model.
-STANCE_TOLERANCE = 0.02
+# The stated tolerance of bf16 against fp32 (bench/precision.py holds the demo model to it
+# too): a response's stance probability within 0.05, their mean within 0.01.
+STANCE_TOLERANCE = {"per_response": 0.05, "mean": 0.01}
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -63,6 +63,9 @@ def test_bf16_stances_are_within_tolerance_of_fp32(tiny_model):
     fp32 = LocalJudge(tiny_model, dtype="float32", batch_size=4, progress=False)
     bf16 = LocalJudge(tiny_model, dtype="bfloat16", batch_size=4, progress=False)
     assert bf16.model.dtype == torch.bfloat16 and bf16.accounting()["precision"]["dtype"] == "bfloat16"
-    for a, b in zip(fp32.option_logprobs(texts), bf16.option_logprobs(texts)):
-        pa, pb = stance_distribution(a)[:3], stance_distribution(b)[:3]
-        assert max(abs(x - y) for x, y in zip(pa, pb)) < STANCE_TOLERANCE
+    pairs = [(stance_distribution(a)[:3], stance_distribution(b)[:3])
+             for a, b in zip(fp32.option_logprobs(texts), bf16.option_logprobs(texts))]
+    assert max(abs(x - y) for pa, pb in pairs for x, y in zip(pa, pb)) < STANCE_TOLERANCE["per_response"]
+    for k in range(3):
+        mean_fp32, mean_bf16 = (sum(p[i][k] for p in pairs) / len(pairs) for i in (0, 1))
+        assert abs(mean_fp32 - mean_bf16) < STANCE_TOLERANCE["mean"]

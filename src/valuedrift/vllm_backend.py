@@ -144,14 +144,17 @@ def token_prompts(tokenizer, texts: Sequence[str]) -> list[dict[str, list[int]]]
 
 # --- engines ----------------------------------------------------------------------------------
 
-def _engine(model_dir, dtype: str, engine_kwargs: dict[str, Any]):
+def _engine(model_dir, dtype: str, engine_kwargs: dict[str, Any], engine=None):
     """The job's engine and its precision (``auto``: valuedrift.precision's choice, bf16 on a
-    GPU; vLLM's own ``auto`` would run an fp32 checkpoint in fp16)."""
-    from vllm import LLM
-
+    GPU; vLLM's own ``auto`` would run an fp32 checkpoint in fp16). ``engine``: an engine
+    already built for this model in this process (one per job, shared by its backends)."""
     from .precision import choose
 
     precision = choose(dtype)
+    if engine is not None:
+        return engine, precision
+    from vllm import LLM
+
     kwargs = {"seed": 0, "enable_prefix_caching": True, **engine_kwargs}
     return LLM(model=str(model_dir), dtype=precision.dtype, **kwargs), precision
 
@@ -169,7 +172,8 @@ class VLLMGenerator:
     """One engine per job; every sample of every question in one ``generate`` call (one
     seeded request per prompt with ``n`` = samples)."""
 
-    def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "auto", batch_size: int = 0, **engine_kwargs):
+    def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "auto", batch_size: int = 0, engine=None,
+                 **engine_kwargs):
         from transformers import GenerationConfig
 
         self.tokenizer = _hf_tokenizer(model_dir)
@@ -178,7 +182,7 @@ class VLLMGenerator:
         except OSError:  # no generation_config.json
             generation_config = None
         self.stop_token_ids = stop_token_ids(self.tokenizer, generation_config)
-        self.llm, self.precision = _engine(model_dir, dtype, engine_kwargs)
+        self.llm, self.precision = _engine(model_dir, dtype, engine_kwargs, engine)
 
     def generate(self, prompts, sampling):
         from vllm import SamplingParams
@@ -197,7 +201,7 @@ class VLLMJudge:
     like the local judge (same key fields, its own ``api`` name)."""
 
     def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "auto", batch_size: int = 0,
-                 cache_dir: str | os.PathLike | None = None, progress: bool = True, **engine_kwargs):
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True, engine=None, **engine_kwargs):
         from vllm import SamplingParams
 
         from . import prompts as judge_prompts
@@ -207,7 +211,7 @@ class VLLMJudge:
         self.exact = supports_logprob_token_ids(SamplingParams)
         if not self.exact:
             engine_kwargs.setdefault("max_logprobs", TOP_LOGPROBS)
-        self.llm, self.precision = _engine(model_dir, dtype, engine_kwargs)
+        self.llm, self.precision = _engine(model_dir, dtype, engine_kwargs, engine)
         dtype = self.precision.dtype
         vocab_size = self.llm.model_config.get_vocab_size()
         self.option_ids = option_token_ids(self.tokenizer, judge_prompts.OPTION_LETTERS, vocab_size)

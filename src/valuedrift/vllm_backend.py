@@ -170,7 +170,8 @@ def _hf_tokenizer(model_dir):
 
 class VLLMGenerator:
     """One engine per job; every sample of every question in one ``generate`` call (one
-    seeded request per prompt with ``n`` = samples)."""
+    seeded request per prompt with ``n`` = samples). ``batch_size`` is not used: vLLM's
+    scheduler batches by the memory it has."""
 
     def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "auto", batch_size: int = 0, engine=None,
                  **engine_kwargs):
@@ -246,7 +247,12 @@ class VLLMJudge:
         self.counts["cache_hits"] += len(texts) - len(todo)
         if todo:
             requests = token_prompts(self.tokenizer, [texts[i] for i in todo])
-            results = self.llm.generate(requests, SamplingParams(**self.sampling), use_tqdm=self.progress)
+            params = SamplingParams(**self.sampling)
+            # the first prompt alone fills the prefix cache with the shared instruction; sent
+            # together, the first wave of requests would each compute it
+            results = self.llm.generate(requests[:1], params, use_tqdm=False)
+            if len(requests) > 1:
+                results += self.llm.generate(requests[1:], params, use_tqdm=self.progress)
             for i, request, result in zip(todo, requests, results):
                 first = result.outputs[0].logprobs[0] if result.outputs[0].logprobs else None
                 out[i] = options_from_token_logprobs(logprob_values(first), self.option_ids, exact=self.exact)

@@ -8,6 +8,7 @@ skipped elsewhere (bench/gpu.sh runs them on a GPU machine).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 
@@ -142,6 +143,34 @@ def test_logprob_token_ids_support_is_read_from_the_class():
             pass
 
     assert supports_logprob_token_ids(Struct) and not supports_logprob_token_ids(Old)
+
+
+# --- vLLM's own classes: wherever vllm imports (no GPU needed) ----------------------------------
+
+def _vllm_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception:  # not installed, or its import chain fails on this machine
+        return None
+
+
+@pytest.mark.skipif(_vllm_module("vllm.sampling_params") is None, reason="vllm is not importable here")
+def test_requests_are_valid_vllm_sampling_params(judge):
+    from vllm.logprobs import Logprob
+    from vllm.sampling_params import SamplingParams
+
+    sampling = SamplingSettings(samples=5, temperature=0.7, top_p=0.95, max_new_tokens=256, seed=1)
+    params = SamplingParams(**sampling_kwargs(sampling, "Should abortion be legal?", [2, 7]))
+    assert (params.n, params.max_tokens, params.seed) == (5, 256, request_seed(1, "Should abortion be legal?", 5))
+    assert params.stop_token_ids == [2, 7]
+    assert supports_logprob_token_ids(SamplingParams)
+    jp = SamplingParams(**judge_sampling_kwargs(judge.option_ids, exact=True))
+    flat = sorted(t for ids in judge.option_ids for t in ids)
+    assert jp.logprob_token_ids == flat and jp.num_logprobs == len(flat) and jp.max_tokens == 1
+    position = {t: Logprob(logprob=-float(i + 1)) for i, t in enumerate(flat)}
+    got = options_from_token_logprobs(logprob_values(position), judge.option_ids, exact=True)
+    assert got == pytest.approx([torch.tensor([position[t].logprob for t in ids]).logsumexp(0).item()
+                                 for ids in judge.option_ids])
 
 
 # --- engines: only where vllm imports and a GPU is visible ------------------------------------

@@ -213,9 +213,24 @@ def run_key(wildcards: dict[str, str]) -> str:
     return key
 
 
+# run_for is called by input functions once per job (8,868 times when the paper config
+# plans): index the runs once per config instead of rebuilding them on every call
+# (bench/orchestration.py --profile-planning). Keyed by the runs list itself, held here.
+_RUN_INDEX: dict[int, tuple[list, int, dict[str, Run]]] = {}
+
+
+def _runs_by_path(config: dict[str, Any]) -> dict[str, Run]:
+    spec = config["runs"]
+    cached = _RUN_INDEX.get(id(spec))
+    if cached is None or cached[0] is not spec or cached[1] != len(spec):
+        cached = (spec, len(spec), {run.model_path: run for run in runs(config)})
+        _RUN_INDEX[id(spec)] = cached
+    return cached[2]
+
+
 def run_for(config: dict[str, Any], wildcards: dict[str, str]) -> Run:
     key = run_key(wildcards)
-    by_path = {run.model_path: run for run in runs(config)}
+    by_path = _runs_by_path(config)
     if key not in by_path:
         raise ConfigError(f"{key} is not a run of this config; runs: {', '.join(by_path)}")
     return by_path[key]

@@ -204,7 +204,7 @@ def figures(out: Path) -> list[dict]:
                         f"{prec['judge_speedup_bf16_vs_fp32']}x", "> 1x where auto picks bf16", "",
                         prec["judge_speedup_bf16_vs_fp32"] > 1 if c["dtype"] == "bfloat16" else None))
         tol = prec["tolerance"]
-        rows.append(row("precision", "demo judge bf16 vs fp32: |stance probability difference| per response (max) / of the mean",
+        rows.append(row("precision", "demo judge bf16 vs fp32: abs. stance probability difference, max per response / of the mean",
                         f"{fmt(prec['max_abs_stance_probability_difference'])} / {fmt(prec['mean_stance_probability_difference'])}",
                         f"<= {tol['per_response']} / <= {tol['mean']}", "", prec["within_tolerance"]))
     return rows

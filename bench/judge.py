@@ -165,6 +165,7 @@ def bench_api(prompts: list[str], args, workdir: Path) -> dict:
                               server_pid=server.proc.pid)
                 acct = j.accounting()
                 run.update(calls=acct["calls"], failures=acct["failures"],
+                           completion_tokens=acct.get("completion_tokens", 0),
                            scorable=sum(o is not None for o in run.pop("value")))
                 runs[concurrency].append(run)
         rows = []
@@ -174,6 +175,8 @@ def bench_api(prompts: list[str], args, workdir: Path) -> dict:
                          "wall_s_all": [round(r["wall_s"], 2) for r in rs],
                          "server_cpu_s_per_response": round(min(r["cpu_s"] for r in rs) / len(prompts), 3),
                          "calls": sum(r["calls"] for r in rs), "failures": sum(r["failures"] for r in rs),
+                         "completion_tokens_per_response": round(sum(r["completion_tokens"] for r in rs)
+                                                                 / max(sum(r["calls"] for r in rs), 1), 2),
                          "scorable": sum(r["scorable"] for r in rs)})
         cache_dir = workdir / "cache"
         judge(4, cache_dir).option_logprobs(prompts)

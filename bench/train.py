@@ -42,11 +42,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 REPO = Path(__file__).resolve().parents[1]
-# Real samples of the paper's datasets (../shared/data; see its README), by dataset kind
+# Real samples of the paper's datasets (../shared/data beside the checkout, or beside the
+# folder of worktrees it is in; see its README), by dataset kind
+SHARED_DATA = next((p / "shared/data" for p in (REPO.parent, REPO.parent.parent) if (p / "shared/data").is_dir()),
+                   REPO.parent / "shared/data")
 PAPER_SAMPLES = {
-    "sft": {"kind": "sft", "source": "jsonl", "path": str(REPO.parent / "shared/data/alpaca/alpaca_sample.jsonl.gz")},
+    "sft": {"kind": "sft", "source": "jsonl", "path": str(SHARED_DATA / "alpaca/alpaca_sample.jsonl.gz")},
     "preference": {"kind": "preference", "source": "jsonl",
-                   "path": str(REPO.parent / "shared/data/ultrafeedback/train_clean_1000.jsonl.gz")},
+                   "path": str(SHARED_DATA / "ultrafeedback/train_clean_1000.jsonl.gz")},
 }
 
 # variant name -> settings overrides; "off" is the trainer as the demo runs it

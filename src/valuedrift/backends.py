@@ -19,7 +19,7 @@ KINDS = ("generation", "judge", "llm")
 # where the backends of each kind live (imported on first lookup)
 _MODULES = {
     "generation": ("valuedrift.generation", "valuedrift.vllm_backend"),
-    "judge": ("valuedrift.judge", "valuedrift.openai_judge", "valuedrift.classifier_judge"),
+    "judge": ("valuedrift.judge", "valuedrift.openai_judge", "valuedrift.classifier_judge", "valuedrift.vllm_backend"),
     "llm": ("valuedrift.llm",),
 }
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}

@@ -173,7 +173,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
     _check_controlled(config, problems)
 
     judge = config["judge"]
-    if judge["backend"] == "local" and not judge.get("model"):
+    if judge["backend"] in ("local", "vllm") and not judge.get("model"):
         problems.append("config key 'judge.model' is required (a key of 'models' or a model folder)")
     if judge["backend"] == "openai" and not judge.get("base_url"):
         problems.append("config key 'judge.base_url' is required for the openai judge")

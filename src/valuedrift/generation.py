@@ -62,8 +62,10 @@ class TransformersGenerator:
 
     def __init__(self, model_dir: str | os.PathLike, *, dtype: str = "auto", batch_size: int = 32):
         from .models import load_causal_lm
+        from .precision import choose
 
-        self.model, self.tokenizer = load_causal_lm(model_dir, dtype=None if dtype == "auto" else dtype)
+        self.precision = choose(dtype)  # auto: by the machine's capability (valuedrift.precision)
+        self.model, self.tokenizer = load_causal_lm(model_dir, dtype=self.precision.dtype)
         self.batch_size = batch_size
         # the EOS ids and the chat template's end-of-turn token (a base model's generation
         # config knows only its EOS; its SFT checkpoints end turns with the template's token)

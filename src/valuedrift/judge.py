@@ -54,8 +54,11 @@ class LocalJudge:
                  cache_dir: str | os.PathLike | None = None, progress: bool = True):
         from .cache import DiskCache, fingerprint_dir
         from .models import load_causal_lm
+        from .precision import choose
 
-        self.model, self.tokenizer = load_causal_lm(model_dir, dtype=None if dtype == "auto" else dtype)
+        self.precision = choose(dtype)  # auto: by the machine's capability (valuedrift.precision)
+        dtype = self.precision.dtype
+        self.model, self.tokenizer = load_causal_lm(model_dir, dtype=dtype)
         self.model_dir, self.dtype = str(model_dir), dtype
         self.batch_size = batch_size
         self.progress = progress
@@ -164,7 +167,8 @@ class LocalJudge:
         return out.logits[:, -1, :]
 
     def accounting(self) -> dict:
-        return {"judge_backend": "local", "model": self.model_dir, "dtype": self.dtype, **self.counts,
+        return {"judge_backend": "local", "model": self.model_dir, "dtype": self.dtype,
+                "precision": self.precision.record(), **self.counts,
                 "completion_tokens": 0, "failures": 0, "cost": 0.0,
                 "cache_dir": str(self.cache.root) if self.cache is not None else None}
 

@@ -207,8 +207,9 @@ def _mixed_precision(step: str, kwargs: dict[str, Any], cuda: bool) -> str:
 
     overrides = kwargs.get("settings") or {}
     settings = (RewardSettings() if step == "train_reward" else registry.get(kwargs["algorithm"]).settings())
-    bf16 = settings.with_overrides(overrides).bf16
-    return "bf16" if (bf16 or (bf16 is None and cuda)) else "no"
+    from .precision import training_bf16
+
+    return "bf16" if training_bf16(settings.with_overrides(overrides).bf16, on_gpu=cuda) else "no"
 
 
 def run(step: str, kwargs: dict[str, Any], *, resources: dict[str, Any] | None, gpus: int | None,

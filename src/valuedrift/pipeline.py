@@ -98,6 +98,10 @@ def generate(*, model_dir: str, questions: str, output: str, settings: dict[str,
 
     qs = tables.read(questions, "questions")
     gen = make_generator(settings["backend"], model_dir, dtype=settings["dtype"], batch_size=settings["batch_size"])
+    if getattr(gen, "precision", None) is not None:
+        from .precision import describe
+
+        log.info("generation precision: %s", describe(gen.precision))
     prompts = [format_prompt(gen.tokenizer, q, prompt_format, settings["base_prompt_template"])
                for q in qs["question"]]
     sampling = SamplingSettings(**{k: settings[k] for k in ("samples", "temperature", "top_p", "max_new_tokens", "seed")})
@@ -178,7 +182,7 @@ def configure_logging(log_path: str | os.PathLike | None) -> None:
 
 def judge_kwargs(cfg: dict[str, Any], judge_model_dir: str | None) -> dict[str, Any]:
     """Backend constructor arguments from the ``judge`` config section."""
-    if cfg["backend"] == "local":
+    if cfg["backend"] in ("local", "vllm"):
         return {"model_dir": judge_model_dir or cfg["model"], "dtype": cfg["dtype"], "batch_size": cfg["batch_size"],
                 "cache_dir": cfg.get("cache_dir")}
     keys = ("base_url", "model", "api_key_env", "top_logprobs", "max_tokens", "concurrency", "max_retries",

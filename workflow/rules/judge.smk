@@ -23,7 +23,7 @@ rule judge:
         paths.log_file("judge", "{model}"),
     threads: workflow.cores
     resources:
-        **(job_resources("infer", judge_base()) if config["judge"]["backend"] == "local" else {}),
+        **(job_resources("infer", judge_base()) if config["judge"]["backend"] in ("local", "vllm") else {}),
     conda:
         conda_env("infer")
     script:

@@ -23,7 +23,7 @@ class TrainerSettings:
     max_length: int = 2048
     per_device_batch_size: int = 1
     schedule_steps: int | None = None  # None: epochs x ceil(examples / global batch)
-    bf16: bool | None = None  # None: bf16 on GPU, fp32 on CPU
+    bf16: bool | str | None = None  # None: bf16 on GPU, fp32 on CPU; "auto": by capability (valuedrift.precision)
     gradient_checkpointing: bool = False
     seed: int = 42
     logging_steps: int = 1

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from . import lora
+from ..precision import training_bf16
 from .ppo import build_ppo
 from .settings import TrainerSettings
 
@@ -14,7 +15,7 @@ def _common(settings: TrainerSettings, *, output_dir: str, horizon: int, world_s
     import torch
 
     on_gpu = torch.cuda.is_available()
-    bf16 = on_gpu if settings.bf16 is None else settings.bf16
+    bf16 = training_bf16(settings.bf16, on_gpu=on_gpu)  # None: GPU only; auto: by capability
     return dict(
         output_dir=output_dir,
         learning_rate=settings.learning_rate,

@@ -239,6 +239,26 @@ def result_settings(block: dict[str, Any] | None, stage: str) -> dict[str, Any]:
     return canonical({k: v for k, v in (block or {}).items() if k not in drop})
 
 
+# the config blocks the report shows
+STUDY_BLOCKS = ("models", "datasets", "questions", "training", "runs", "sweeps", "generation", "judge", "drift")
+
+
+def report_trigger(config: dict[str, Any]) -> dict[str, Any]:
+    """What of the study the report's params compare: every shown block without its execution
+    settings (the page itself shows the whole config, read from it by the job)."""
+    out = {}
+    for block in STUDY_BLOCKS:
+        if block not in config:
+            continue
+        value = config[block]
+        if block == "training":
+            value = {k: result_settings(v, "training") if isinstance(v, dict) else v for k, v in value.items()}
+        elif block in EXECUTION_KEYS:
+            value = result_settings(value, block)
+        out[block] = value
+    return canonical(out)
+
+
 def execution_settings(block: dict[str, Any] | None, stage: str) -> dict[str, Any]:
     """The part of a config block that only changes how a stage runs (never a rerun trigger)."""
     keep = EXECUTION_KEYS.get(stage, frozenset())

@@ -1,8 +1,7 @@
 # One static HTML page for every run of the study (<results_dir>/report/index.html).
+from valuedrift.study import report_trigger
 from valuedrift.vprism import workflow as vprism_workflow
 
-# The study as the report shows it; a changed block rewrites only the report.
-STUDY_BLOCKS = ("models", "datasets", "questions", "training", "runs", "generation", "judge", "drift")
 
 
 rule report:
@@ -12,7 +11,7 @@ rule report:
     output:
         paths.report_index(),
     params:
-        study=canonical({k: config[k] for k in STUDY_BLOCKS if k in config}),
+        study=report_trigger(config),  # the study without execution settings: the page reads it from the config
         options=canonical(config["report"]),
     log:
         paths.log_file("report", "report"),

@@ -1,5 +1,6 @@
 from valuedrift import pipeline, report
+from valuedrift.study import STUDY_BLOCKS
 
 pipeline.configure_logging(snakemake.log[0])
-report.write_report(study=snakemake.params.study, inputs=dict(snakemake.input.items()),
-                    output=snakemake.output[0], options=snakemake.params.options)
+report.write_report(study={k: snakemake.config[k] for k in STUDY_BLOCKS if k in snakemake.config},
+                    inputs=dict(snakemake.input.items()), output=snakemake.output[0], options=snakemake.params.options)

@@ -123,7 +123,7 @@ def embeds_on_gpu(settings: dict[str, Any]) -> bool:
 def alignment_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
     """(support-aligned run, oppose-aligned run) model paths: PO runs with the same base, SFT
     and algorithm, one on each alignment of the synthetic data (Section 6's comparison)."""
-    from .config import runs
+    from .study import runs_of as runs
 
     synth = synthetic_datasets(config)
     by_key: dict[tuple, dict[str, str]] = {}

@@ -200,7 +200,7 @@ def test_classifier_file_reproduces_scikit_learn_without_pickle(tmp_path, classe
     (lambda c: c.update(judge={"backend": "classifier", "calibration": "auto",
                                "train": {"path": str(REPO / "data/demo/sft.jsonl")}}),
      "'judge.calibration': only LLM judges"),
-    (lambda c: c["judge"].update(calibration="always"), "config key 'judge.calibration': 'always' is not one of"),
+    (lambda c: c["judge"].update(calibration="always"), "config key 'judge.calibration': 'always' is not a valid choice"),
     (lambda c: c.update(judge_validation={"accept_below_floor": ["gpt"]}),
      "'judge_validation.accept_below_floor': unknown judge 'gpt'"),
     (lambda c: c.update(judges={"x": {"backend": "local", "model": "tiny", "temperature": 0}}),

@@ -258,9 +258,12 @@ def test_each_rule_depends_only_on_its_own_settings(tmp_path):
     assert set(workflow.params(cfg, "umap")) == {"umap"}
     assert set(workflow.params(cfg, "sample", "categories")) == {"sample"}  # categories: the default
     rephrase = workflow.params(cfg, "rephrase", llm="rephrase")
-    assert rephrase["llm"] == {"model": "results/models/tiny/base", "batch_size": 4}
+    # the rule's params (rerun trigger) hold no execution setting; the job adds them back
+    assert rephrase["llm"] == {"model": "results/models/tiny/base"}
+    assert workflow.job_settings(rephrase, cfg, "rephrase")["llm"] == {"model": "results/models/tiny/base",
+                                                                       "batch_size": 4}
     assert workflow.llm_model_input(cfg, "rephrase") == ["results/models/tiny/base"]
-    assert workflow.params(cfg, "filter", llm="filter")["llm"] == {"model": "/models/judge", "batch_size": 4}
+    assert workflow.params(cfg, "filter", llm="filter")["llm"] == {"model": "/models/judge"}
     assert workflow.llm_model_input(cfg, "filter") == []
     assert "llm" not in workflow.params(cfg, "select", "embedder", llm="select")  # selects by embedding
 

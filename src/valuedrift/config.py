@@ -236,6 +236,9 @@ def _check_models(config, workdir, problems) -> None:
                                 f"({weights.location}) and {chat_uses[name]}; set it to a Jinja template file or "
                                 f"one of the built-in templates: {', '.join(vd_models.BUILTIN_TEMPLATES)}")
         except vd_models.WeightsNotFound as err:
+            folder = Path(workdir) / model["path"] if model["source"] == "local" and model.get("path") else None
+            if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+                continue  # an empty folder (e.g. still being copied) is refused by its import job, the first job
             problems.append(str(err))
         except (OSError, ValueError) as err:  # an unreadable header: the file is not what the config says
             problems.append(f"config key '{key}': cannot read the model's files: {err}")

@@ -21,6 +21,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from .backends import register_model
+from .chat import encode_prompt, end_of_turn_ids
 from .judge import LocalJudge, OptionLogprobs, logsumexp, option_letter
 
 # vLLM 0.33's SamplingParams.logprob_token_ids accepts at most this many ids (MAX_LOGPROB_TOKEN_IDS)
@@ -59,8 +60,6 @@ def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
     """Tokens that end an answer: the generation config's end-of-sequence ids (a list for
     chat models whose turn ends with its own token), else the tokenizer's EOS, and the chat
     template's end-of-turn token (valuedrift.chat), as in the transformers backend."""
-    from .chat import end_of_turn_ids
-
     eos = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
     ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
     if not ids and tokenizer.eos_token_id is not None:

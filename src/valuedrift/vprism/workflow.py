@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import paths
-from ..study import canonical, job_settings, result_settings
+from ..study import canonical, result_settings
+from ..study import job_settings as with_execution_settings
 from . import artifact
 from .ask import llm_settings as merged_llm_settings
 
@@ -62,7 +63,7 @@ def job_settings(vp_params: dict[str, Any], config: dict[str, Any], stage: str) 
     are no rerun trigger and so are read from the config by the job itself."""
     if "llm" not in vp_params:
         return vp_params
-    return {**vp_params, "llm": job_settings(vp_params["llm"], llm_settings(config, stage), "llm")}
+    return {**vp_params, "llm": with_execution_settings(vp_params["llm"], llm_settings(config, stage), "llm")}
 
 
 def prompt_files(config: dict[str, Any]) -> list[str]:

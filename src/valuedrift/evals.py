@@ -99,11 +99,7 @@ def check_config(config: dict[str, Any], workdir: str | os.PathLike = ".") -> No
     if block.get("backend", "hf") not in BACKENDS:
         raise EvalsError(f"config key 'evals.backend': {block['backend']!r} is not one of {sorted(BACKENDS)}")
     study = Study(config)
-    known = {r.model_path for r in study.runs}
-    unknown = [r for r in block.get("runs") or [] if r not in known]
-    if unknown:
-        raise EvalsError(f"config key 'evals.runs': {', '.join(unknown)} not a run of this config; "
-                         f"runs: {', '.join(sorted(known))}")
+    study.require_runs(block.get("runs"), "evals.runs", EvalsError)
     if not evaluated_models(study, block):
         raise EvalsError(f"config key 'evals.checkpoints': {block.get('checkpoints')!r} selects no checkpoint")
 

@@ -38,6 +38,21 @@ class Judge(Protocol):
         """Log-probabilities of options A, B, C at the answer position read, per prompt."""
 
 
+def cached_option_logprobs(cache, key, texts: Sequence[str]):
+    """(results with the cached ones filled in, each text's cache key or None, indices still to
+    score) of a judge whose calls are cached under ``key(text)``."""
+    out: list[OptionLogprobs] = [None] * len(texts)
+    keys = [key(t) for t in texts] if cache is not None else None
+    todo = []
+    for i in range(len(texts)):
+        value = cache.get(keys[i]) if keys else None
+        if value is not None:
+            out[i] = tuple(value)
+        else:
+            todo.append(i)
+    return out, keys, todo
+
+
 @register_model("judge", "local")
 class LocalJudge:
     """A causal LM judging in one batched forward pass per batch (left padding). The
@@ -100,15 +115,7 @@ class LocalJudge:
         from tqdm.auto import tqdm
 
         texts = [self.format(p) for p in prompts]
-        out: list[OptionLogprobs] = [None] * len(texts)
-        keys = [self._key(t) for t in texts] if self.cache is not None else None
-        todo = []
-        for i in range(len(texts)):
-            value = self.cache.get(keys[i]) if keys else None
-            if value is not None:
-                out[i] = tuple(value)
-            else:
-                todo.append(i)
+        out, keys, todo = cached_option_logprobs(self.cache, self._key, texts)
         self.counts["cache_hits"] += len(texts) - len(todo)
         ids = {i: self.tokenizer(texts[i], add_special_tokens=False).input_ids for i in todo}
         order = sorted(todo, key=lambda i: -len(ids[i]))  # similar lengths share a batch

@@ -60,11 +60,7 @@ def check_config(config: dict[str, Any]) -> None:
     if not block.get("enabled"):
         return
     study = Study(config)
-    known = {r.model_path for r in study.runs}
-    unknown = [r for r in block.get("runs") or [] if r not in known]
-    if unknown:
-        raise ConfigError(f"config key 'report.samples.runs': {', '.join(unknown)} not a run of this config; "
-                          f"runs: {', '.join(sorted(known))}")
+    study.require_runs(block.get("runs"), "report.samples.runs")
     if not chosen_models(study, block):
         raise ConfigError(f"config key 'report.samples.checkpoints': {block.get('checkpoints')!r} selects no "
                           "checkpoint of the runs shown")

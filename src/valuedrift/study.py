@@ -292,6 +292,16 @@ class Study:
     def run_for(self, wildcards: dict[str, str]) -> Run:
         return self.run(run_key(wildcards))
 
+    def require_runs(self, names: list[str] | None, key: str, error: type[Exception] | None = None) -> None:
+        """``names`` (a config list at ``key``) are all runs of this study, else ``error`` naming them."""
+        from .config import ConfigError
+
+        known = {r.model_path for r in self.runs}
+        unknown = [r for r in names or [] if r not in known]
+        if unknown:
+            raise (error or ConfigError)(f"config key '{key}': {', '.join(unknown)} not a run of this config; "
+                                         f"runs: {', '.join(sorted(known))}")
+
     @cached_property
     def sweeps(self) -> list[Sweep]:
         out = []

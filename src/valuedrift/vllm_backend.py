@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from .backends import register_model
 from .chat import encode_prompt, end_of_turn_ids
-from .judge import LocalJudge, OptionLogprobs, logsumexp, option_letter
+from .judge import LocalJudge, OptionLogprobs, cached_option_logprobs, logsumexp, option_letter
 
 # vLLM 0.33's SamplingParams.logprob_token_ids accepts at most this many ids (MAX_LOGPROB_TOKEN_IDS)
 MAX_LOGPROB_TOKEN_IDS = 128
@@ -257,15 +257,7 @@ class VLLMJudge:
         from vllm import SamplingParams
 
         texts = [self.format(p) for p in prompts]
-        out: list[OptionLogprobs] = [None] * len(texts)
-        keys = [self._key(t) for t in texts] if self.cache is not None else None
-        todo = []
-        for i in range(len(texts)):
-            value = self.cache.get(keys[i]) if keys else None
-            if value is not None:
-                out[i] = tuple(value)
-            else:
-                todo.append(i)
+        out, keys, todo = cached_option_logprobs(self.cache, self._key, texts)
         self.counts["cache_hits"] += len(texts) - len(todo)
         if todo:
             requests = token_prompts(self.tokenizer, [texts[i] for i in todo])

@@ -189,7 +189,7 @@ def distribution_chart(table: pl.DataFrame, *, title: str = "Stance distribution
 
 
 def distribution_figure(table_csv: str, *, html: str, png: str) -> None:
-    from .report import save_chart
+    from .report.figures import save_chart
 
     save_chart(distribution_chart(pl.read_csv(table_csv)), html_path=html, png_path=png,
                title="Stance distribution of the training data")

@@ -56,7 +56,10 @@ def dataset_size(name: str, spec: dict[str, Any], workdir: str | Path = ".") -> 
 
     prepared = Path(workdir) / paths.dataset_file(name)
     if prepared.is_file():
-        return pl.scan_parquet(prepared).select(pl.len()).collect().item()
+        try:
+            return pl.scan_parquet(prepared).select(pl.len()).collect().item()
+        except (OSError, pl.exceptions.ComputeError, pl.exceptions.PolarsError):
+            return None  # unreadable (being written, or damaged): its rule or its reader says so; a warning never stops a run
     if spec["source"] == "jsonl":
         with open(Path(workdir) / spec["path"], "rb") as fh:
             count = sum(1 for line in fh if line.strip())

@@ -85,7 +85,7 @@ def histogram_chart(gaps: dict[str, pl.DataFrame], *, bins: int = 20,
 
 
 def histogram_figure(gaps: dict[str, str], *, html: str, png: str) -> None:
-    from .report import save_chart
+    from .report.figures import save_chart
 
     save_chart(histogram_chart({name: pl.read_parquet(p) for name, p in gaps.items()}), html_path=html,
                png_path=png, title="Value gap of preference pairs")

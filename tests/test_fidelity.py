@@ -227,7 +227,9 @@ def test_sft_labels_mask_user_turns_in_trls_collator(tiny_model, tmp_path):
 def test_end_of_turn_stops_both_backends_and_chat_prompts_get_one_bos(shape, shaped_tokenizers, tiny_model):
     from valuedrift.chat import encode_prompt, end_of_turn_ids
     from valuedrift.generation import SamplingSettings, format_prompt
-    from valuedrift.vllm_backend import n_response_tokens, request
+    from types import SimpleNamespace
+
+    from valuedrift.vllm_backend import generation_prompts, response_token_count, sampling_kwargs, stop_token_ids
 
     tok, turn_end = _tokenizer(shape, shaped_tokenizers, tiny_model)
     turn_end_id = tok.convert_tokens_to_ids(turn_end)
@@ -244,11 +246,12 @@ def test_end_of_turn_stops_both_backends_and_chat_prompts_get_one_bos(shape, sha
     assert tok.decode(chat_ids, skip_special_tokens=False).count(tok.bos_token or "\0") <= 1
     # vLLM: the same token ids, stopping at the end of turn; its stop token not counted
     sampling = SamplingSettings(samples=2, max_new_tokens=16)
-    prompts, params = request(tok, [chat_prompt, plain_prompt], sampling, base_eos)
+    prompts = generation_prompts(tok, [chat_prompt, plain_prompt])
+    params = sampling_kwargs(sampling, chat_prompt, stop_token_ids(tok, SimpleNamespace(eos_token_id=base_eos)))
     assert [p["prompt_token_ids"] for p in prompts] == [chat_ids, plain_ids]
     assert turn_end_id in params["stop_token_ids"] and params["n"] == 2 and params["max_tokens"] == 16
-    assert n_response_tokens([5, 6, turn_end_id], "stop", params["stop_token_ids"]) == 2
-    assert n_response_tokens([5, 6, 7], "length", params["stop_token_ids"]) == 3
+    assert response_token_count([5, 6, turn_end_id], "stop", turn_end_id) == 2
+    assert response_token_count([5, 6, 7], "length", None) == 3
 
 
 @pytest.mark.parametrize("shape", ["llama3", "qwen3"])

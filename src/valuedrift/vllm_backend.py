@@ -141,8 +141,14 @@ def options_from_token_logprobs(logprobs: Mapping[int, float], option_ids: Seque
 
 
 def token_prompts(tokenizer, texts: Sequence[str]) -> list[dict[str, list[int]]]:
-    """vLLM ``TokensPrompt`` dicts, tokenized as the transformers backends do."""
+    """vLLM ``TokensPrompt`` dicts of judge prompts, tokenized as the local judge does."""
     return [{"prompt_token_ids": tokenizer(t, add_special_tokens=False).input_ids} for t in texts]
+
+
+def generation_prompts(tokenizer, texts: Sequence[str]) -> list[dict[str, list[int]]]:
+    """vLLM ``TokensPrompt`` dicts of questions, tokenized as the transformers generator does
+    (``chat.encode_prompt``: a base-model prompt gets its BOS, a chat prompt no second one)."""
+    return [{"prompt_token_ids": encode_prompt(tokenizer, t)} for t in texts]
 
 
 # --- engines ----------------------------------------------------------------------------------
@@ -171,22 +177,6 @@ def _hf_tokenizer(model_dir):
     return tok
 
 
-def request(tokenizer, prompts: list[str], sampling, eos_ids=()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The prompts as token ids (the same ids the transformers backend uses: no second BOS,
-    which vLLM's own tokenisation of a chat-formatted Llama-3 prompt would add) and the
-    SamplingParams keywords: the answer stops at the EOS or the template's end-of-turn token."""
-    stop = end_of_turn_ids(tokenizer, eos_ids)
-    params = dict(n=sampling.samples, temperature=sampling.temperature, top_p=sampling.top_p,
-                  max_tokens=sampling.max_new_tokens, seed=sampling.seed, stop_token_ids=stop)
-    return [{"prompt_token_ids": encode_prompt(tokenizer, p)} for p in prompts], params
-
-
-def n_response_tokens(token_ids, finish_reason: str | None, stop_ids) -> int:
-    """Tokens of an answer, its closing stop token not counted (as the transformers backend)."""
-    ended = finish_reason == "stop" and token_ids and token_ids[-1] in set(stop_ids)
-    return len(token_ids) - (1 if ended else 0)
-
-
 
 @register_model("generation", "vllm")
 class VLLMGenerator:
@@ -210,7 +200,7 @@ class VLLMGenerator:
         from vllm import SamplingParams
 
         params = [SamplingParams(**sampling_kwargs(sampling, p, self.stop_token_ids)) for p in prompts]
-        outputs = self.llm.generate(token_prompts(self.tokenizer, prompts), params, use_tqdm=True)
+        outputs = self.llm.generate(generation_prompts(self.tokenizer, prompts), params, use_tqdm=True)
         return [[(c.text, response_token_count(c.token_ids, c.finish_reason, c.stop_reason)) for c in out.outputs]
                 for out in outputs]
 

@@ -177,7 +177,10 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
         problems.append("config key 'judge.model' is required (a key of 'models' or a model folder)")
     if judge["backend"] == "openai" and not judge.get("base_url"):
         problems.append("config key 'judge.base_url' is required for the openai judge")
-    _check_inputs_issue17(config, workdir, problems)
+    _check_names(config, problems)
+    _check_checkpoint_intervals(config, problems)
+    _check_local_model_folders(config, workdir, problems)
+    _check_judge_settings(config, workdir, problems)
     from .judge_specs import check_config as check_judges
 
     check_judges(config, need_file, problems)
@@ -355,13 +358,6 @@ def load(path: str | Path, workdir: str | Path = ".") -> dict[str, Any]:
 # -- issue 17: further bad inputs caught before any job runs -----------------------------
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a model/dataset name is a path part
-
-
-def _check_inputs_issue17(config, workdir, problems) -> None:
-    _check_names(config, problems)
-    _check_checkpoint_intervals(config, problems)
-    _check_local_model_folders(config, workdir, problems)
-    _check_judge_settings(config, workdir, problems)
 
 
 def _check_names(config, problems) -> None:

@@ -443,6 +443,37 @@ def test_the_chromium_check_catches_errors_and_unrendered_figures(tmp_path):
     assert state["images"][0]["w"] == 0
 
 
+def test_a_registered_section_renders_before_its_fixed_section(tmp_path, monkeypatch):
+    """report/sections.py: a study block adds a section (and its table-of-contents entry) without
+    editing the page; a view returning None leaves it out."""
+    from valuedrift.report import sections
+
+    (tmp_path / "probe_section.html.j2").write_text('<section id="probe"><h2>Probe</h2><p>{{ probe.n }}</p></section>')
+    import jinja2
+    from valuedrift.report import page
+    env = page._environment()
+    monkeypatch.setattr(env, "loader", jinja2.ChoiceLoader([env.loader, jinja2.FileSystemLoader(str(tmp_path))]))
+    monkeypatch.setattr(sections, "SECTIONS", list(sections.SECTIONS))
+    sections.register(sections.Section("probe", "Probe results", "probe_section.html.j2",
+                                       lambda c: {"n": c.options["title"] + "!"}, before="runs"))
+    sections.register(sections.Section("absent", "Absent", "probe_section.html.j2", lambda c: None, before="summary"))
+    with pytest.raises(ValueError, match="registered twice"):
+        sections.register(sections.Section("probe", "again", "probe_section.html.j2", lambda c: None, before="runs"))
+    with pytest.raises(ValueError, match="before='nowhere'"):
+        sections.Section("x", "x", "x", lambda c: None, before="nowhere")
+    study = synthetic_study()
+    paths.use_results_dir(str(tmp_path / "results"))
+    try:
+        write_synthetic_artifacts(study)
+        html = build_report(tmp_path, study, {"title": "t"}).read_text()
+    finally:
+        paths.use_results_dir(None)
+    assert '<section id="probe"><h2>Probe</h2><p>t!</p></section>' in html
+    assert html.index('id="probe"') < html.index('<section id="runs">')
+    assert '<a href="#probe">Probe results</a><a href="#runs">' in html
+    assert 'id="absent"' not in html and "#absent" not in html
+
+
 def test_report_options_are_plot_options_only():
     """The `report` block reaches report/plot rules only (the others never read it)."""
     rules = {p.name: p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")}

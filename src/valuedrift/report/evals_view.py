@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import evals, sample_tables
-
-TOC_ENTRIES = [("evals", "Downstream evals"), ("samples", "Sample responses")]
+from .sections import Section, register
 
 
 def _by_ext(files: list[str]) -> dict[str, str]:
@@ -36,3 +35,10 @@ def samples_view(files: list[str], block: dict[str, Any], links, decimals: int =
     return {"caption": sample_tables.CAPTION, "header": sample_tables.HEADER,
             "topics": sample_tables.read_view(by_ext["csv"], block, decimals),
             "files": [links(path, ext.upper()) for ext, path in by_ext.items()]}
+
+
+register(Section("evals", "Downstream evals", "evals_section.html.j2",
+                 lambda c: evals_view(c.inputs.get("evals"), c.links), before="runs"))
+register(Section("samples", "Sample responses", "samples_section.html.j2",
+                 lambda c: samples_view(c.inputs.get("samples"), c.options.get("samples") or {}, c.links, c.decimals),
+                 before="runs"))

@@ -7,18 +7,19 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import polars as pl
 
 from .. import atomic, paper_tables, paths, tables
 from ..study import Study
-from . import readers
-from .evals_view import TOC_ENTRIES as EVALS_TOC
-from .evals_view import evals_view, samples_view
+from . import evals_view as _evals_sections  # noqa: F401  (registers the evals and samples sections)
+from . import readers, sections
 
 TOC = [("caveat", "Read this first"), ("summary", "Summary"), ("tables", "Drift tables"), ("figures", "Figures"),
        ("runs", "Runs"), ("training", "Training curves"), ("judge", "Judge accounting"),
@@ -112,6 +113,10 @@ def vprism_view(inputs: dict[str, Any], links: Links) -> dict[str, Any] | None:
                              "cluster", "fig-vprism")}
 
 
+sections.register(sections.Section("vprism", "V-PRISM questions", "vprism_section.html.j2",
+                                   lambda c: vprism_view(c.inputs, c.links), before="config"))
+
+
 def config_view(study: dict[str, Any], model: Study, questions: pl.DataFrame, links: Links) -> dict[str, Any]:
     models = [[name, m.get("source"), m.get("name") or m.get("file") or m.get("path") or "", m.get("prompt_format"),
                m.get("dtype")] for name, m in study.get("models", {}).items()]
@@ -175,13 +180,19 @@ def study_figure_views(model: Study, links: Links) -> list[dict[str, Any]]:
 
 
 def render(template: str, **context: Any) -> str:
+    env = _environment()
+    return env.get_template(template).render(**context)
+
+
+@functools.cache
+def _environment():
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("valuedrift.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
                              lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["cell"] = cell
-    return env.get_template(template).render(**context)
+    return env
 
 
 def cell(value: Any) -> dict[str, Any]:
@@ -209,15 +220,11 @@ def write_report(*, study: dict[str, Any], inputs: dict[str, Any], output: str,
     study_drift = tables.read(inputs["study_drift"], "study_drift")
     questions = tables.read(inputs["questions"], "questions")
     accounting = readers.judge_accounting(dict(zip(model.evaluated_models, inputs["accounting"], strict=True)))
-    vprism = vprism_view(inputs, links)
-    downstream = evals_view(inputs.get("evals"), links)
-    samples = samples_view(inputs.get("samples"), options.get("samples") or {}, links, decimals)
     toc = list(TOC)
-    for entry, view in zip(EVALS_TOC, (downstream, samples)):
-        if view:
-            toc.insert(toc.index(("runs", "Runs")), entry)
-    if vprism:
-        toc.insert(toc.index(("config", "Study configuration")), ("vprism", "V-PRISM questions"))
+    extra: dict[str, list[str]] = {}  # fixed section id -> rendered optional sections before it
+    for section, view in sections.build(sections.Context(inputs, links, options, decimals, study)):
+        toc.insert([anchor for anchor, _ in toc].index(section.before), (section.id, section.title))
+        extra.setdefault(section.before, []).append(markupsafe.Markup(render(section.template, **{section.id: view})))
     study_files = [paths.questions_file(), paths.study_drift_table(), *model.table_files(),
                    *[f for pair in zip(model.study_figures("html"), model.study_figures("png")) for f in pair],
                    *[paths.dataset_file(name) for name in study.get("datasets", {})]]
@@ -238,7 +245,7 @@ def write_report(*, study: dict[str, Any], inputs: dict[str, Any], output: str,
         training={"figure": figure(links, paths.training_plot("png"), paths.training_plot("html"),
                                    "Trainer logs of every run", "fig-training"),
                   "logs": [links(paths.training_log(r.model_path), r.study_label) for r in model.runs]},
-        accounting=readers.accounting_table(accounting), vprism=vprism, evals=downstream, samples=samples,
+        accounting=readers.accounting_table(accounting), extra=extra,
         config=config_view(study, model, questions, links),
         study_files=[links(f, os.path.relpath(f, paths.RESULTS)) for f in study_files])
     atomic.write_text(output, page)

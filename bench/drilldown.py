@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from bench_env import REPO  # noqa: E402,F401  (first: offline hub, src/ on the path)
 sys.path.insert(0, str(REPO / "tests"))
 
 from valuedrift import drilldown, paths  # noqa: E402

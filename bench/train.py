@@ -37,11 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-REPO = Path(__file__).resolve().parents[1]
+from bench_env import REPO  # noqa: E402,F401  (first: offline hub, src/ on the path)
 # Real samples of the paper's datasets (../shared/data beside the checkout, or beside the
 # folder of worktrees it is in; see its README), by dataset kind
 SHARED_DATA = next((p / "shared/data" for p in (REPO.parent, REPO.parent.parent) if (p / "shared/data").is_dir()),

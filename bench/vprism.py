@@ -29,9 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-REPO = Path(__file__).resolve().parents[1]
+from bench_env import REPO  # noqa: E402,F401  (first: offline hub, src/ on the path)
 PRISM = REPO.parent / "shared" / "data" / "prism" / "prism_opening_prompt_clusters.jsonl"
 DEMO = REPO / "data" / "vprism-demo" / "prompts.jsonl"
 

@@ -428,8 +428,14 @@ def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
 
     cfg = controlled_config(tiny_model, tmp_path / "no-shared-data", "http://127.0.0.1:9/v1")
     cfg["runs"].append({**cfg["runs"][1], "algorithm": "simpo"})  # simpo on support only: no pair
-    assert controlled.alignment_runs(vd_config.validate(cfg)) == [
+    cfg["runs"].append({**cfg["runs"][2], "overrides": {"beta": 0.5}})  # a variant: neither a pair nor a table column
+    done = vd_config.validate(cfg)
+    assert controlled.alignment_runs(done) == [
         ("tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose")]
+    [spec] = controlled.aligned_table_specs(done)
+    assert spec["runs"] == {"tiny/sft-demo-instruct/dpo-synthetic-support": "support",
+                            "tiny/sft-demo-instruct/dpo-synthetic-oppose": "oppose",
+                            "tiny/sft-demo-instruct/simpo-synthetic-support": "support"}
     base = {"start": 0.3, "end": None, "extremum": None, "extremum_kind": None, "extremum_step": None, "ci_low": None,
             "ci_high": None, "reached_step": None, "total_steps": 4, "drift_time": 0.5}
     for name, m in (("s", 0.2), ("o", -0.1)):

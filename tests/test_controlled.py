@@ -578,3 +578,22 @@ def test_controlled_section_shows_the_hand_built_results(tmp_path):
     assert gaps["real"][1] == 2 and gaps["real"][2] == "0.000"
     assert gaps["synthetic-support"][2] == "1.414"
     assert 'id="fig-dataset-stance"' in html and 'id="fig-value-gap"' in html
+
+
+def test_po_table_gives_a_sweeps_runs_columns_of_their_own():
+    """paper.yaml sweeps DPO's beta on the support-aligned data: the PO table of that SFT model
+    holds the run as configured and each value's run (same algorithm and preference data)."""
+    from valuedrift import paper_tables
+
+    runs = {"m/sft-chat/dpo-synthetic-support": 0.4, "m/sft-chat/dpo-beta0.02-synthetic-support": 0.1,
+            "m/sft-chat/dpo-synthetic-oppose": -0.2}
+    study = pl.DataFrame([{"run": run, "phase": "po", "base": "m", "sft": "chat", "algorithm": "dpo",
+                           "preference": run.split("dpo-", 1)[1].removeprefix("beta0.02-"), "topic": "abortion",
+                           "stance": st, "magnitude": m if st == "support" else -m / 2, "drift_time": 0.5}
+                          for run, m in runs.items() for st in ("support", "neutral", "oppose")])
+    table = paper_tables.po_table(study, "m", "chat")
+    assert table.groups == (("synthetic-support", "DPO"), ("synthetic-support", "DPO (beta0.02)"),
+                            ("synthetic-oppose", "DPO"))
+    row = table.data.filter(pl.col("metric") == "drift magnitude").row(0, named=True)
+    assert [row[f"{k}/support"] for k in ("synthetic-support/dpo", "synthetic-support/dpo-beta0.02",
+                                          "synthetic-oppose/dpo")] == [0.4, 0.1, -0.2]

@@ -182,7 +182,19 @@ def _build(study: pl.DataFrame, *, key_columns: list[str], levels: tuple[str, ..
 
 
 def _display(level: str, key: str) -> str:
-    return algorithm_name(key) if level == "algorithm" else key
+    """A key as its column header: an algorithm by its name, with a run's overrides (``dpo-beta0.5``: DPO (beta0.5))."""
+    if level != "algorithm":
+        return key
+    algorithm, _, variant = key.partition("-")
+    return algorithm_name(algorithm) + (f" ({variant})" if variant else "")
+
+
+def _with_algorithm_part(rows: pl.DataFrame) -> pl.DataFrame:
+    """``algorithm`` as the run path's algorithm part (``dpo-beta0.5`` for a run with overrides,
+    e.g. a sweep's), so that runs differing only in their settings get columns of their own."""
+    leaf = pl.col("run").str.split("/").list.last()
+    return rows.with_columns(leaf.str.slice(0, leaf.str.len_chars() - pl.col("preference").str.len_chars() - 1)
+                             .alias("algorithm"))
 
 
 def sft_table(study: pl.DataFrame, base: str) -> PaperTable:
@@ -200,7 +212,7 @@ def po_table(study: pl.DataFrame, base: str, sft: str) -> PaperTable:
     rows = study.filter((pl.col("phase") == "po") & (pl.col("base") == base) & (pl.col("sft") == sft))
     if rows.is_empty():
         raise ValueError(f"no preference-optimization run of {base}/sft-{sft} in the study")
-    return _build(rows, key_columns=["preference", "algorithm"], levels=("preference data", "algorithm"),
+    return _build(_with_algorithm_part(rows), key_columns=["preference", "algorithm"], levels=("preference data", "algorithm"),
                   display=_display, label=f"tab:drift-po-{base}-{sft}",
                   caption=(f"{base} SFT on {sft}, preference optimization: drift magnitude and drift time "
                            "by topic, split by preference data, algorithm and stance"))

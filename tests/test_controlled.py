@@ -337,14 +337,14 @@ def smollm2_server(tmp_path):
 def controlled_config(model_dir, shared, base_url: str) -> dict:
     """tiny_config + a synthetic set over the 11 topics, DPO on its support- and its
     oppose-aligned form from one SFT checkpoint, dataset stance and value gap (of a real
-    UltraFeedback sample where ../shared/data has it)."""
+    HH-RLHF sample where ../shared/data has it)."""
     cfg = tiny_config(model_dir)
-    real = shared / "ultrafeedback" / "train_clean_1000.jsonl.gz"
+    real = shared / "hh_rlhf" / "harmless-base_test.jsonl.gz"
     sources = ["demo-support"]
-    if real.exists():
-        cfg["datasets"]["ultrafeedback-sample"] = {"kind": "preference", "source": "jsonl", "path": str(real),
-                                                   "max_examples": 150, "seed": 0}
-        sources.append("ultrafeedback-sample")
+    if real.exists():  # harmless-base: red-teaming prompts, closer to the questions than UltraFeedback's
+        cfg["datasets"]["hh-rlhf-sample"] = {"kind": "preference", "source": "jsonl", "path": str(real),
+                                             "max_examples": 150, "seed": 0}
+        sources.append("hh-rlhf-sample")
     cfg["datasets"]["synthetic-support"] = {"kind": "preference", "source": "synthetic", "aligned": "support"}
     cfg["datasets"]["synthetic-oppose"] = {"kind": "preference", "source": "synthetic", "aligned": "oppose"}
     cfg["synthetic"] = {"sources": sources, "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.3,
@@ -352,9 +352,12 @@ def controlled_config(model_dir, shared, base_url: str) -> dict:
                         "llm": {"backend": "openai", "model": "smollm2", "base_url": base_url, "api_key_env": None,
                                 "concurrency": 2},
                         "max_tokens": 24, "drop": ["refusal", "empty"]}  # 24 tokens: most answers are cut short
-    cfg["dataset_stance"] = {"datasets": ["demo-instruct", *sources, "synthetic-support"],
-                             "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.5, "max_chars": 600}
-    cfg["runs"] = [cfg["runs"][0],
+    # Figure 19/20: the SFT data, one standard preference set (the real sample where present), the synthetic set
+    # (MiniLM, 22 questions: of those 150 real pairs 0.5 retrieves none, 0.4 seven; UltraFeedback's 150: none at 0.35)
+    cfg["dataset_stance"] = {"datasets": ["demo-instruct", sources[-1], "synthetic-support"],
+                             "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.4, "max_chars": 600}
+    # one SFT segment (its last checkpoint is what both DPO runs start from), two DPO segments each
+    cfg["runs"] = [{**cfg["runs"][0], "every": 4},
                    *({**cfg["runs"][1], "preference": f"synthetic-{s}"} for s in ("support", "oppose"))]
     return cfg
 
@@ -398,11 +401,47 @@ def check_controlled_results(workdir, cfg) -> None:
     assert gaps["dataset"].to_list() == gap_sets
     for name in gap_sets:
         g = pl.read_parquet(workdir / paths.value_gap_file(name))
-        assert ((g["gap"] >= 0) & (g["gap"] <= value_gap.MAX_GAP + 1e-9)).all()
+        assert len(g) > 0 and ((g["gap"] >= 0) & (g["gap"] <= value_gap.MAX_GAP + 1e-9)).all(), name
     for ext in ("html", "png"):
         assert (workdir / paths.dataset_stance_plot(ext)).stat().st_size > 0
         assert (workdir / paths.value_gap_plot(ext)).stat().st_size > 0
+    check_controlled_report(workdir, cfg, gen, gap_sets)
     assert planned_jobs(workdir, "all", "controlled") == {}
+
+
+def check_controlled_report(workdir, cfg, gen, gap_sets) -> None:
+    """The report's controlled section: synthetic counts, both trajectories side by side with
+    their drift contrast, the Tables 13-16 shape, stance distributions, both value-gap histograms."""
+    import re
+
+    from valuedrift import paths
+
+    html = (workdir / paths.report_index()).read_text()
+    assert '<a href="#controlled">Controlled experiment</a>' in html
+    section = html.split('<section id="controlled">', 1)[1].split("</section>", 1)[0]
+    assert f"<strong>{gen['pairs']} pairs kept</strong>" in section
+    # Figures 7, 11-14: one figure, the support-aligned and the oppose-aligned run as its two columns
+    figure = workdir / paths.alignment_plot("tiny", "demo-instruct", "dpo", "html")
+    spec = figure.read_text()
+    for label in ("support-aligned", "oppose-aligned"):
+        assert re.search(rf'"run":\s*"{label}"', spec), label
+    assert 'id="fig-aligned-tiny-demo-instruct-dpo"' in section
+    assert (workdir / paths.alignment_plot("tiny", "demo-instruct", "dpo", "png")).stat().st_size > 0
+    contrast = pl.read_csv(workdir / paths.alignment_contrast_table("tiny", "demo-instruct", "dpo"))
+    assert contrast.height == 33 and contrast["magnitude_difference"].is_not_null().all()
+    assert section.count("<td>mean over topics</td>") == 1
+    # Tables 13-16: the oppose-aligned group first, then the support-aligned one
+    assert section.index('class="group">oppose-aligned</th>') < section.index('class="group">support-aligned</th>')
+    aligned = pl.read_csv(workdir / paths.aligned_table("tiny", "demo-instruct", "csv"))
+    assert [c for c in aligned.columns if c.endswith("/support")] == ["oppose/dpo/support", "support/dpo/support"]
+    # Figure 19 and 20 with their numbers: every stance dataset, both value-gap datasets (real and synthetic)
+    assert 'id="fig-dataset-stance"' in section and 'id="fig-value-gap"' in section
+    for name in cfg["dataset_stance"]["datasets"]:
+        assert f"<td>{name}</td>" in section, name
+    gap_spec = (workdir / paths.value_gap_plot("html")).read_text()
+    for name in gap_sets:
+        assert re.search(rf'"dataset":\s*"{name}"', gap_spec), name
+    assert section.count("<td>synthetic-support</td>") >= 3  # stance rows (chosen, rejected) and the gap row
 
 
 def test_paper_config_plans_a_synthetic_run_and_the_dataset_analyses_offline(workdir):

@@ -471,6 +471,12 @@ def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
     done = vd_config.validate(cfg)
     assert controlled.alignment_runs(done) == [
         ("tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose")]
+    from types import SimpleNamespace
+
+    assert controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", algorithm="dpo")) == [
+        "tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose"]
+    with pytest.raises(ValueError, match="no support- and oppose-aligned simpo runs of tiny/sft-demo-instruct"):
+        controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", algorithm="simpo"))
     [spec] = controlled.aligned_table_specs(done)
     assert spec["runs"] == {"tiny/sft-demo-instruct/dpo-synthetic-support": "support",
                             "tiny/sft-demo-instruct/dpo-synthetic-oppose": "oppose",

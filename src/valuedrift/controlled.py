@@ -180,11 +180,14 @@ def alignment_groups(config: dict[str, Any]) -> list[dict[str, str]]:
             for (b, s, a), v in by_key.items() if {"support", "oppose"} <= set(v)]
 
 
-def alignment_group(config: dict[str, Any], base: str, sft: str, algorithm: str) -> dict[str, str]:
+def alignment_pair(config: dict[str, Any], wildcards) -> list[str]:
+    """[support-aligned, oppose-aligned] run paths of an alignment_plot target (its base, sft
+    and algorithm wildcards)."""
+    key = (wildcards.base, wildcards.sft, wildcards.algorithm)
     for group in alignment_groups(config):
-        if (group["base"], group["sft"], group["algorithm"]) == (base, sft, algorithm):
-            return group
-    raise KeyError(f"no support- and oppose-aligned {algorithm} runs of {base}/sft-{sft}")
+        if (group["base"], group["sft"], group["algorithm"]) == key:
+            return [group["support"], group["oppose"]]
+    raise ValueError(f"no support- and oppose-aligned {key[2]} runs of {key[0]}/sft-{key[1]}")
 
 
 def alignment_files(group: dict[str, str]) -> dict[str, str]:

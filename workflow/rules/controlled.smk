@@ -205,18 +205,12 @@ if GAP_DATASETS:
 ALIGNMENT_GROUPS = controlled.alignment_groups(config)
 ALIGNED_TABLES = controlled.aligned_table_specs(config)
 
-def _alignment_pair(wc):
-    """(support-aligned, oppose-aligned) run paths of an alignment_plot target."""
-    group = controlled.alignment_group(config, wc.base, wc.sft, wc.algorithm)
-    return [group["support"], group["oppose"]]
-
-
 if ALIGNMENT_GROUPS:
 
     rule alignment_plot:
         input:
-            trajectories=lambda wc: [paths.trajectory_file(r) for r in _alignment_pair(wc)],
-            drift=lambda wc: [paths.drift_table(r) for r in _alignment_pair(wc)],
+            trajectories=lambda wc: [paths.trajectory_file(r) for r in controlled.alignment_pair(config, wc)],
+            drift=lambda wc: [paths.drift_table(r) for r in controlled.alignment_pair(config, wc)],
         output:
             html=paths.alignment_plot("{base}", "{sft}", "{algorithm}", "html"),
             png=paths.alignment_plot("{base}", "{sft}", "{algorithm}", "png"),

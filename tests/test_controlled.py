@@ -337,14 +337,14 @@ def smollm2_server(tmp_path):
 def controlled_config(model_dir, shared, base_url: str) -> dict:
     """tiny_config + a synthetic set over the 11 topics, DPO on its support- and its
     oppose-aligned form from one SFT checkpoint, dataset stance and value gap (of a real
-    UltraFeedback sample where ../shared/data has it)."""
+    HH-RLHF sample where ../shared/data has it)."""
     cfg = tiny_config(model_dir)
-    real = shared / "ultrafeedback" / "train_clean_1000.jsonl.gz"
+    real = shared / "hh_rlhf" / "harmless-base_test.jsonl.gz"
     sources = ["demo-support"]
-    if real.exists():
-        cfg["datasets"]["ultrafeedback-sample"] = {"kind": "preference", "source": "jsonl", "path": str(real),
-                                                   "max_examples": 150, "seed": 0}
-        sources.append("ultrafeedback-sample")
+    if real.exists():  # harmless-base: red-teaming prompts, closer to the questions than UltraFeedback's
+        cfg["datasets"]["hh-rlhf-sample"] = {"kind": "preference", "source": "jsonl", "path": str(real),
+                                             "max_examples": 150, "seed": 0}
+        sources.append("hh-rlhf-sample")
     cfg["datasets"]["synthetic-support"] = {"kind": "preference", "source": "synthetic", "aligned": "support"}
     cfg["datasets"]["synthetic-oppose"] = {"kind": "preference", "source": "synthetic", "aligned": "oppose"}
     cfg["synthetic"] = {"sources": sources, "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.3,
@@ -352,9 +352,12 @@ def controlled_config(model_dir, shared, base_url: str) -> dict:
                         "llm": {"backend": "openai", "model": "smollm2", "base_url": base_url, "api_key_env": None,
                                 "concurrency": 2},
                         "max_tokens": 24, "drop": ["refusal", "empty"]}  # 24 tokens: most answers are cut short
-    cfg["dataset_stance"] = {"datasets": ["demo-instruct", *sources, "synthetic-support"],
-                             "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.5, "max_chars": 600}
-    cfg["runs"] = [cfg["runs"][0],
+    # Figure 19/20: the SFT data, one standard preference set (the real sample where present), the synthetic set
+    # (MiniLM, 22 questions: of those 150 real pairs 0.5 retrieves none, 0.4 seven; UltraFeedback's 150: none at 0.35)
+    cfg["dataset_stance"] = {"datasets": ["demo-instruct", sources[-1], "synthetic-support"],
+                             "embedder": {"name": "all-MiniLM-L6-v2"}, "min_similarity": 0.4, "max_chars": 600}
+    # one SFT segment (its last checkpoint is what both DPO runs start from), two DPO segments each
+    cfg["runs"] = [{**cfg["runs"][0], "every": 4},
                    *({**cfg["runs"][1], "preference": f"synthetic-{s}"} for s in ("support", "oppose"))]
     return cfg
 
@@ -398,11 +401,47 @@ def check_controlled_results(workdir, cfg) -> None:
     assert gaps["dataset"].to_list() == gap_sets
     for name in gap_sets:
         g = pl.read_parquet(workdir / paths.value_gap_file(name))
-        assert ((g["gap"] >= 0) & (g["gap"] <= value_gap.MAX_GAP + 1e-9)).all()
+        assert len(g) > 0 and ((g["gap"] >= 0) & (g["gap"] <= value_gap.MAX_GAP + 1e-9)).all(), name
     for ext in ("html", "png"):
         assert (workdir / paths.dataset_stance_plot(ext)).stat().st_size > 0
         assert (workdir / paths.value_gap_plot(ext)).stat().st_size > 0
+    check_controlled_report(workdir, cfg, gen, gap_sets)
     assert planned_jobs(workdir, "all", "controlled") == {}
+
+
+def check_controlled_report(workdir, cfg, gen, gap_sets) -> None:
+    """The report's controlled section: synthetic counts, both trajectories side by side with
+    their drift contrast, the Tables 13-16 shape, stance distributions, both value-gap histograms."""
+    import re
+
+    from valuedrift import paths
+
+    html = (workdir / paths.report_index()).read_text()
+    assert '<a href="#controlled">Controlled experiment</a>' in html
+    section = html.split('<section id="controlled">', 1)[1].split("</section>", 1)[0]
+    assert f"<strong>{gen['pairs']} pairs kept</strong>" in section
+    # Figures 7, 11-14: one figure, the support-aligned and the oppose-aligned run as its two columns
+    figure = workdir / paths.alignment_plot("tiny", "demo-instruct", "dpo", "html")
+    spec = figure.read_text()
+    for label in ("support-aligned", "oppose-aligned"):
+        assert re.search(rf'"run":\s*"{label}"', spec), label
+    assert 'id="fig-aligned-tiny-demo-instruct-dpo"' in section
+    assert (workdir / paths.alignment_plot("tiny", "demo-instruct", "dpo", "png")).stat().st_size > 0
+    contrast = pl.read_csv(workdir / paths.alignment_contrast_table("tiny", "demo-instruct", "dpo"))
+    assert contrast.height == 33 and contrast["magnitude_difference"].is_not_null().all()
+    assert section.count("<td>mean over topics</td>") == 1
+    # Tables 13-16: the oppose-aligned group first, then the support-aligned one
+    assert section.index('class="group">oppose-aligned</th>') < section.index('class="group">support-aligned</th>')
+    aligned = pl.read_csv(workdir / paths.aligned_table("tiny", "demo-instruct", "csv"))
+    assert [c for c in aligned.columns if c.endswith("/support")] == ["oppose/dpo/support", "support/dpo/support"]
+    # Figure 19 and 20 with their numbers: every stance dataset, both value-gap datasets (real and synthetic)
+    assert 'id="fig-dataset-stance"' in section and 'id="fig-value-gap"' in section
+    for name in cfg["dataset_stance"]["datasets"]:
+        assert f"<td>{name}</td>" in section, name
+    gap_spec = (workdir / paths.value_gap_plot("html")).read_text()
+    for name in gap_sets:
+        assert re.search(rf'"dataset":\s*"{name}"', gap_spec), name
+    assert section.count("<td>synthetic-support</td>") >= 3  # stance rows (chosen, rejected) and the gap row
 
 
 def test_paper_config_plans_a_synthetic_run_and_the_dataset_analyses_offline(workdir):
@@ -428,8 +467,20 @@ def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
 
     cfg = controlled_config(tiny_model, tmp_path / "no-shared-data", "http://127.0.0.1:9/v1")
     cfg["runs"].append({**cfg["runs"][1], "algorithm": "simpo"})  # simpo on support only: no pair
-    assert controlled.alignment_runs(vd_config.validate(cfg)) == [
+    cfg["runs"].append({**cfg["runs"][2], "overrides": {"beta": 0.5}})  # a variant: neither a pair nor a table column
+    done = vd_config.validate(cfg)
+    assert controlled.alignment_runs(done) == [
         ("tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose")]
+    from types import SimpleNamespace
+
+    assert controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", algorithm="dpo")) == [
+        "tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose"]
+    with pytest.raises(ValueError, match="no support- and oppose-aligned simpo runs of tiny/sft-demo-instruct"):
+        controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", algorithm="simpo"))
+    [spec] = controlled.aligned_table_specs(done)
+    assert spec["runs"] == {"tiny/sft-demo-instruct/dpo-synthetic-support": "support",
+                            "tiny/sft-demo-instruct/dpo-synthetic-oppose": "oppose",
+                            "tiny/sft-demo-instruct/simpo-synthetic-support": "support"}
     base = {"start": 0.3, "end": None, "extremum": None, "extremum_kind": None, "extremum_step": None, "ci_low": None,
             "ci_high": None, "reached_step": None, "total_steps": 4, "drift_time": 0.5}
     for name, m in (("s", 0.2), ("o", -0.1)):
@@ -441,3 +492,153 @@ def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
     row = controlled.alignment_contrast(str(tmp_path / "s.csv"), str(tmp_path / "o.csv")).to_dicts()[0]
     assert row["magnitude_support_aligned"] == 0.2 and row["magnitude_oppose_aligned"] == -0.1
     assert row["magnitude_difference"] == pytest.approx(0.3)
+
+
+# the report's controlled section ---------------------------------------------------------
+
+DRIFT_NULLS = {"end": pl.Float64, "extremum": pl.Float64, "extremum_kind": pl.String, "extremum_step": pl.Int64,
+               "ci_low": pl.Float64, "ci_high": pl.Float64, "reached_step": pl.Int64}
+
+
+def _write_drift(path, magnitude):
+    """A drift.csv whose magnitude of (topic, stance) is ``magnitude(topic, stance)``."""
+    rows = [{"topic": t, "stance": st, "start": 0.3, "end": None, "magnitude": magnitude(t, st), "extremum": None,
+             "extremum_kind": None, "extremum_step": None, "ci_low": None, "ci_high": None, "reached_step": None,
+             "total_steps": 4, "drift_time": 0.5} for t in ("abortion", "immigration") for st in ("support", "neutral", "oppose")]
+    tables.write(pl.DataFrame(rows, schema_overrides=DRIFT_NULLS), path, "drift")
+
+
+def controlled_study() -> dict:
+    """PPO and DPO on support-aligned, DPO on oppose-aligned synthetic data, one real preference set."""
+    sft = {"base": "m", "sft": "chat", "every": 2, "max_steps": 4}
+    po = {**sft, "every": 2, "max_steps": 4}
+    return {
+        "models": {"m": {"source": "local", "path": "m", "prompt_format": "plain"}},
+        "datasets": {"chat": {"kind": "sft", "source": "jsonl", "path": "chat.jsonl"},
+                     "real": {"kind": "preference", "source": "jsonl", "path": "real.jsonl"},
+                     "synthetic-support": {"kind": "preference", "source": "synthetic", "aligned": "support"},
+                     "synthetic-oppose": {"kind": "preference", "source": "synthetic", "aligned": "oppose"}},
+        "runs": [sft, {**po, "algorithm": "dpo", "preference": "synthetic-support"},
+                 {**po, "algorithm": "dpo", "preference": "synthetic-oppose"},
+                 {**po, "algorithm": "ppo", "preference": "synthetic-support"},
+                 {**po, "algorithm": "dpo", "preference": "real"}],
+        "synthetic": {"sources": ["real"]},
+        "dataset_stance": {"datasets": ["chat", "real", "synthetic-support"]},
+    }
+
+
+# drift magnitude of (run, topic, stance): each run, topic and stance its own number
+MAGNITUDE = {"dpo-synthetic-support": 0.40, "dpo-synthetic-oppose": -0.25, "ppo-synthetic-support": 0.02,
+             "dpo-real": 0.1}
+TOPIC_STEP = {"abortion": 0.0, "immigration": 0.1}
+STANCE_SIGN = {"support": 1.0, "neutral": -0.5, "oppose": -0.5}
+
+
+def _magnitude(run_part, topic, stance):
+    return STANCE_SIGN[stance] * (MAGNITUDE.get(run_part, 0.0) + TOPIC_STEP[topic])
+
+
+def write_controlled_results(study: dict) -> None:
+    """The controlled experiment's files as its rules write them, from hand-built drift and stances."""
+    from pathlib import Path
+
+    from valuedrift import atomic, controlled, paper_tables, paths
+    from valuedrift.study import runs_of
+
+    runs = runs_of(study)
+    for run in runs:
+        part = run.model_path.rsplit("/", 1)[-1]
+        _write_drift(Path(paths.drift_table(run.model_path)), lambda t, st, part=part: _magnitude(part, t, st))
+    paper_tables.write_study_drift([paths.drift_table(r.model_path) for r in runs], runs, paths.study_drift_table())
+    paper_tables.write_tables(study=paths.study_drift_table(), decimals=2, outputs=[
+        {"spec": spec, "files": controlled.aligned_table_files(spec)} for spec in controlled.aligned_table_specs(study)])
+    for group in controlled.alignment_groups(study):
+        files = controlled.alignment_files(group)
+        atomic.write_csv(controlled.alignment_contrast(paths.drift_table(group["support"]),
+                                                       paths.drift_table(group["oppose"])), files["table"])
+        for ext in ("html", "png"):  # the figures are the comparison chart's (tested in test_report); linked only
+            atomic.write_text(files[ext], "figure")
+    synthetic.write_json({"prompts": 600, "duplicates_dropped": 2, "retrieved": 20, "min_similarity": 0.3,
+                          "per_category": 2, "by_category": {"Discussions on Abortion": 2, "Immigration Policies": 1}},
+                         paths.synthetic_stats_file("retrieval"))
+    synthetic.write_json({"prompts": 3, "generations": 6, "status": {"ok": 5, "refusal": 1},
+                          "dropped_statuses": ["failed", "refusal"], "pairs_identical": 0, "pairs": 2,
+                          "pairs_by_category": {"Discussions on Abortion": 2}}, paths.synthetic_stats_file("generation"))
+    stances = {
+        # chat: 3 of 4 conversations support
+        "chat": [(i, "abortion", "conversation", *((0.8, 0.1, 0.1) if i < 3 else (0.1, 0.8, 0.1)), True) for i in range(4)],
+        # real: chosen and rejected alike (gap 0); synthetic: opposite (gap sqrt 2)
+        "real": [(i, "abortion", role, 0.2, 0.7, 0.1, True) for i in range(2) for role in ("chosen", "rejected")],
+        "synthetic-support": [(i, "abortion", role, *((1.0, 0.0, 0.0) if role == "chosen" else (0.0, 0.0, 1.0)), True)
+                              for i in range(2) for role in ("chosen", "rejected")],
+    }
+    for name, rows in stances.items():
+        Path(paths.dataset_stances_file(name)).parent.mkdir(parents=True, exist_ok=True)
+        _stances(rows).write_parquet(paths.dataset_stances_file(name))
+    dataset_stance.distribution({n: paths.dataset_stances_file(n) for n in stances}, paths.dataset_stance_table())
+    for name in ("real", "synthetic-support"):
+        value_gap.write_gaps(paths.dataset_stances_file(name), paths.value_gap_file(name))
+    value_gap.summary({n: paths.value_gap_file(n) for n in ("real", "synthetic-support")}, paths.value_gap_table())
+    for ext in ("html", "png"):
+        for target in (paths.dataset_stance_plot(ext), paths.value_gap_plot(ext)):
+            atomic.write_text(target, "figure")
+
+
+def test_controlled_section_shows_the_hand_built_results(tmp_path):
+    from valuedrift import controlled, paths
+    from valuedrift.report import controlled_view, page, sections
+
+    study = controlled_study()
+    paths.use_results_dir(str(tmp_path / "results"))
+    try:
+        write_controlled_results(study)
+        inputs = {"study_drift": paths.study_drift_table(), "controlled": controlled.report_inputs(study)}
+        # the report job's study holds no synthetic/dataset_stance blocks: the section needs none
+        shown = {k: v for k, v in study.items() if k not in ("synthetic", "dataset_stance")}
+        view = controlled_view.controlled_view(sections.Context(inputs, page.Links(paths.report_index()), {}, 2, shown))
+        html = page.render("controlled_section.html.j2", controlled=view)
+        aligned = pl.read_csv(paths.aligned_table("m", "chat", "csv"))
+        nothing = controlled_view.controlled_view(sections.Context({"controlled": []}, page.Links(paths.report_index()),
+                                                                   {}, 2, shown))
+    finally:
+        paths.use_results_dir(None)
+    assert nothing is None
+    assert "<strong>2 pairs kept</strong>" in html and "ok 5, refusal 1" in html
+    # DPO support- vs oppose-aligned: support stance of immigration 0.50 vs -0.15, difference 0.65
+    [group] = view["alignments"]
+    rows = {r[0]: r[1:] for r in group["rows"]}
+    assert rows["immigration"][:3] == ["0.50", "-0.15", "0.65"]
+    assert rows["abortion"][:3] == ["0.40", "-0.25", "0.65"]
+    assert rows["mean over topics"][:3] == ["0.45", "-0.20", "0.65"]
+    assert 'id="fig-aligned-m-chat-dpo"' in html
+    # Tables 13-16: oppose-aligned first; within each alignment the runs' order; the real-data run is not there
+    assert aligned.columns == ["metric", "topic", *[f"{a}/{s}" for a in ("oppose/dpo", "support/dpo", "support/ppo")
+                                                    for s in ("support", "neutral", "oppose")]]
+    magnitude = aligned.filter(pl.col("metric") == "drift magnitude", pl.col("topic") == "abortion").row(0, named=True)
+    assert magnitude["oppose/dpo/support"] == pytest.approx(-0.25) and magnitude["support/ppo/support"] == pytest.approx(0.02)
+    assert html.index('class="group">oppose-aligned</th>') < html.index('class="group">support-aligned</th>')
+    # Figure 19 numbers (all topics): chat 75% support; Figure 20: the real pairs' gap 0, the synthetic ones' sqrt 2
+    assert "<td>chat</td><td>conversation</td><td class=\"num\">4</td><td>75.0%</td><td>25.0%</td><td>0.0%</td>" in html
+    gaps = {r[0]: r for r in view["gap"]["rows"]}
+    assert gaps["real"][1] == 2 and gaps["real"][2] == "0.000"
+    assert gaps["synthetic-support"][2] == "1.414"
+    assert 'id="fig-dataset-stance"' in html and 'id="fig-value-gap"' in html
+
+
+def test_po_table_gives_a_sweeps_runs_columns_of_their_own():
+    """paper.yaml sweeps DPO's beta on the support-aligned data: the PO table of that SFT model
+    holds the run as configured and each value's run (same algorithm and preference data)."""
+    from valuedrift import paper_tables
+
+    runs = {"m/sft-chat/dpo-synthetic-support": 0.4, "m/sft-chat/dpo-beta0.02-synthetic-support": 0.1,
+            "m/sft-chat/dpo-synthetic-oppose": -0.2}
+    study = pl.DataFrame([{"run": run, "phase": "po", "base": "m", "sft": "chat", "algorithm": "dpo",
+                           "preference": run.split("dpo-", 1)[1].removeprefix("beta0.02-"), "topic": "abortion",
+                           "stance": st, "magnitude": m if st == "support" else -m / 2, "drift_time": 0.5}
+                          for run, m in runs.items() for st in ("support", "neutral", "oppose")])
+    table = paper_tables.po_table(study, "m", "chat")
+    assert table.groups == (("synthetic-support", "DPO"), ("synthetic-support", "DPO (beta0.02)"),
+                            ("synthetic-oppose", "DPO"))
+    row = table.data.filter(pl.col("metric") == "drift magnitude").row(0, named=True)
+    assert [row[f"{k}/support"] for k in ("synthetic-support/dpo", "synthetic-support/dpo-beta0.02",
+                                          "synthetic-oppose/dpo")] == [0.4, 0.1, -0.2]

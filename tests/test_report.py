@@ -39,7 +39,7 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chr
 
 # rules that may run when only `report` options change
 REPORT_RULES = {"trajectory_plot", "sft_comparison_plot", "po_comparison_plot", "drift_heatmap", "training_plot",
-                "paper_tables", "sample_tables", "report", "all"}
+                "paper_tables", "sample_tables", "alignment_plot", "aligned_tables", "report", "all"}
 
 
 # --- headless Chromium over the DevTools protocol (pipe) ------------------------------------
@@ -478,9 +478,11 @@ def test_report_options_are_plot_options_only():
     """The `report` block reaches report/plot rules only (the others never read it)."""
     rules = {p.name: p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")}
     users = {name for name, text in rules.items() if 'config["report"]' in text}
-    assert users == {"drift.smk", "analysis.smk", "report.smk", "evals.smk", "trajectories.smk"}  # plot rules; evals.smk: the sample tables
+    assert users == {"drift.smk", "analysis.smk", "report.smk", "evals.smk", "trajectories.smk",
+                     "controlled.smk"}  # plot rules; evals.smk: the sample tables; controlled.smk: its figures and tables
     drift_rules = rules["drift.smk"].split("rule trajectory_plot:")[0]
     assert 'config["report"]' not in drift_rules
+    assert 'config["report"]' not in rules["controlled.smk"].split("rule alignment_plot:")[0]
 
 
 if __name__ == "__main__":  # python tests/test_report.py results/report/index.html [screenshot.png]

@@ -110,6 +110,30 @@ def targets(config: dict[str, Any]) -> list[str]:
     return out
 
 
+def report_layout(config: dict[str, Any]) -> dict[str, Any]:
+    """The controlled experiment's files the report shows, by role (empty roles: not in this study)."""
+    synth = config.get("synthetic") is not None
+    return {
+        "synthetic": ({"retrieval": paths.synthetic_stats_file("retrieval"),
+                       "generation": paths.synthetic_stats_file("generation")} if synth else {}),
+        "alignments": [{**g, **alignment_files(g)} for g in alignment_groups(config)],
+        "tables": [{"spec": spec, "files": aligned_table_files(spec)} for spec in aligned_table_specs(config)],
+        "stance": ({"table": paths.dataset_stance_table(), "html": paths.dataset_stance_plot("html"),
+                    "png": paths.dataset_stance_plot("png")} if stance_datasets(config) else {}),
+        "gap": ({"table": paths.value_gap_table(), "html": paths.value_gap_plot("html"),
+                 "png": paths.value_gap_plot("png")} if gap_datasets(config) else {}),
+    }
+
+
+def report_inputs(config: dict[str, Any]) -> list[str]:
+    """Every file of ``report_layout`` (the report rule's input ``controlled``)."""
+    lay = report_layout(config)
+    files = [*lay["synthetic"].values(), *lay["stance"].values(), *lay["gap"].values()]
+    files += [f for g in lay["alignments"] for f in alignment_files(g).values()]
+    files += [f for t in lay["tables"] for f in t["files"].values()]
+    return files
+
+
 def llm_is_api(llm: dict[str, Any]) -> bool:
     """Whether an LLM block calls an endpoint (valuedrift.llm.make_client's choice of backend)."""
     return (llm.get("backend") or ("openai" if llm.get("base_url") else "transformers")) == "openai"
@@ -120,17 +144,77 @@ def embeds_on_gpu(settings: dict[str, Any]) -> bool:
     return settings["embedder"].get("device", "cpu") != "cpu"
 
 
-def alignment_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(support-aligned run, oppose-aligned run) model paths: PO runs with the same base, SFT
-    and algorithm, one on each alignment of the synthetic data (Section 6's comparison)."""
-    from .study import runs_of as runs
+def aligned_runs(config: dict[str, Any]) -> list:
+    """PO runs on the synthetic data without training overrides (a sweep's runs are in its own
+    figure), in config order."""
+    from .study import runs_of
 
     synth = synthetic_datasets(config)
-    by_key: dict[tuple, dict[str, str]] = {}
-    for run in runs(config):
-        if run.preference in synth:
-            by_key.setdefault((run.base, run.sft, run.algorithm), {})[synth[run.preference]] = run.model_path
-    return [(v["support"], v["oppose"]) for v in by_key.values() if {"support", "oppose"} <= set(v)]
+    return [r for r in runs_of(config) if r.preference in synth and not r.overrides]
+
+
+def aligned_table_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One Tables 13-16 table per SFT model with runs on synthetic data: its spec for
+    ``paper_tables.build`` (kind ``aligned``; ``runs``: run path -> chosen stance)."""
+    synth = synthetic_datasets(config)
+    specs: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in aligned_runs(config):
+        spec = specs.setdefault((run.base, run.sft), {"kind": "aligned", "base": run.base, "sft": run.sft, "runs": {}})
+        spec["runs"][run.model_path] = synth[run.preference]
+    return list(specs.values())
+
+
+def aligned_table_files(spec: dict[str, Any]) -> dict[str, str]:
+    return {ext: paths.aligned_table(spec["base"], spec["sft"], ext) for ext in paths.TABLE_FORMATS}
+
+
+def alignment_groups(config: dict[str, Any]) -> list[dict[str, str]]:
+    """Section 6's comparison: per SFT model and algorithm, its support-aligned and its
+    oppose-aligned run (same base, SFT checkpoint and algorithm; base, sft, algorithm,
+    support and oppose model paths), where the study has both."""
+    synth = synthetic_datasets(config)
+    by_key: dict[tuple[str, str, str], dict[str, str]] = {}
+    for run in aligned_runs(config):
+        by_key.setdefault((run.base, run.sft, run.algorithm), {})[synth[run.preference]] = run.model_path
+    return [{"base": b, "sft": s, "algorithm": a, "support": v["support"], "oppose": v["oppose"]}
+            for (b, s, a), v in by_key.items() if {"support", "oppose"} <= set(v)]
+
+
+def alignment_pair(config: dict[str, Any], wildcards) -> list[str]:
+    """[support-aligned, oppose-aligned] run paths of an alignment_plot target (its base, sft
+    and algorithm wildcards)."""
+    key = (wildcards.base, wildcards.sft, wildcards.algorithm)
+    for group in alignment_groups(config):
+        if (group["base"], group["sft"], group["algorithm"]) == key:
+            return [group["support"], group["oppose"]]
+    raise ValueError(f"no support- and oppose-aligned {key[2]} runs of {key[0]}/sft-{key[1]}")
+
+
+def alignment_files(group: dict[str, str]) -> dict[str, str]:
+    """The figure (html, png) and the drift-contrast table of an alignment group."""
+    b, s, a = group["base"], group["sft"], group["algorithm"]
+    return {"html": paths.alignment_plot(b, s, a, "html"), "png": paths.alignment_plot(b, s, a, "png"),
+            "table": paths.alignment_contrast_table(b, s, a)}
+
+
+def alignment_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(support-aligned run, oppose-aligned run) model paths of each alignment group."""
+    return [(g["support"], g["oppose"]) for g in alignment_groups(config)]
+
+
+ALIGNED_LABELS = ("support-aligned", "oppose-aligned")
+
+
+def write_alignment(*, trajectories: list[str], drift_tables: list[str], title: str, html: str, png: str,
+                    table: str, options: dict[str, Any] | None = None) -> None:
+    """Figures 7, 11-14: the support-aligned and the oppose-aligned run side by side, one row
+    per topic (``trajectories``, ``drift_tables``: support first), and their drift contrast."""
+    from . import atomic
+    from .report import figures
+
+    figures.comparison_figure(trajectories, list(ALIGNED_LABELS), html=html, png=png, title=title,
+                              column_title="synthetic preference data", options=options)
+    atomic.write_csv(alignment_contrast(*drift_tables), table)
 
 
 def alignment_contrast(support_drift: str, oppose_drift: str):

@@ -4,6 +4,8 @@
   drift time) x topic; columns = SFT dataset x stance.
 * PO tables (paper, Tables 1 and 13-16): one per SFT model; rows = metric x topic;
   columns = preference data x algorithm x stance.
+* Aligned tables (paper, Tables 13-16 exactly): the PO runs of an SFT model on the synthetic
+  value-aligned data only, columns = alignment (oppose, support) x algorithm x stance.
 
 Each is written as CSV (full precision, one flat column per group and stance, e.g.
 ``demo-support/dpo/support``), Markdown and LaTeX (rounded; booktabs + multirow).
@@ -180,7 +182,19 @@ def _build(study: pl.DataFrame, *, key_columns: list[str], levels: tuple[str, ..
 
 
 def _display(level: str, key: str) -> str:
-    return algorithm_name(key) if level == "algorithm" else key
+    """A key as its column header: an algorithm by its name, with a run's overrides (``dpo-beta0.5``: DPO (beta0.5))."""
+    if level != "algorithm":
+        return key
+    algorithm, _, variant = key.partition("-")
+    return algorithm_name(algorithm) + (f" ({variant})" if variant else "")
+
+
+def _with_algorithm_part(rows: pl.DataFrame) -> pl.DataFrame:
+    """``algorithm`` as the run path's algorithm part (``dpo-beta0.5`` for a run with overrides,
+    e.g. a sweep's), so that runs differing only in their settings get columns of their own."""
+    leaf = pl.col("run").str.split("/").list.last()
+    return rows.with_columns(leaf.str.slice(0, leaf.str.len_chars() - pl.col("preference").str.len_chars() - 1)
+                             .alias("algorithm"))
 
 
 def sft_table(study: pl.DataFrame, base: str) -> PaperTable:
@@ -198,13 +212,38 @@ def po_table(study: pl.DataFrame, base: str, sft: str) -> PaperTable:
     rows = study.filter((pl.col("phase") == "po") & (pl.col("base") == base) & (pl.col("sft") == sft))
     if rows.is_empty():
         raise ValueError(f"no preference-optimization run of {base}/sft-{sft} in the study")
-    return _build(rows, key_columns=["preference", "algorithm"], levels=("preference data", "algorithm"),
+    return _build(_with_algorithm_part(rows), key_columns=["preference", "algorithm"], levels=("preference data", "algorithm"),
                   display=_display, label=f"tab:drift-po-{base}-{sft}",
                   caption=(f"{base} SFT on {sft}, preference optimization: drift magnitude and drift time "
                            "by topic, split by preference data, algorithm and stance"))
 
 
+ALIGNED = {"oppose": "oppose-aligned", "support": "support-aligned"}  # the paper's column order
+
+
+def aligned_table(study: pl.DataFrame, base: str, sft: str, runs: dict[str, str]) -> PaperTable:
+    """Tables 13-16 shape: PO runs of ``base`` SFT on ``sft`` on the synthetic value-aligned data,
+    (alignment, algorithm) x stances; ``runs``: run path -> the stance its data chose (support or
+    oppose). Oppose-aligned groups first, as in the paper; algorithms in run order."""
+    order = {path: i for i, path in enumerate(runs)}
+    rows = study.filter((pl.col("base") == base) & (pl.col("sft") == sft) & pl.col("run").is_in(list(runs)))
+    if rows.is_empty():
+        raise ValueError(f"no run of {base}/sft-{sft} on synthetic data in the study")
+    rows = (rows.with_columns(pl.col("run").replace_strict(runs).alias("aligned"),
+                              pl.col("run").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+            .sort(pl.col("aligned").replace_strict({k: i for i, k in enumerate(ALIGNED)}, return_dtype=pl.Int64),
+                  "_order", maintain_order=True))
+    return _build(rows, key_columns=["aligned", "algorithm"], levels=("synthetic data", "algorithm"),
+                  display=lambda level, key: ALIGNED[key] if level == "aligned" else _display(level, key),
+                  label=f"tab:drift-aligned-{base}-{sft}",
+                  caption=(f"{base} SFT on {sft}, preference optimization on synthetic value-aligned data: drift "
+                           "magnitude and drift time by topic, split by alignment (oppose vs support), algorithm "
+                           "and stance"))
+
+
 def build(spec: dict[str, Any], study: pl.DataFrame) -> PaperTable:
+    if spec["kind"] == "aligned":
+        return aligned_table(study, spec["base"], spec["sft"], spec["runs"])
     return sft_table(study, spec["base"]) if spec["kind"] == "sft" else po_table(study, spec["base"], spec["sft"])
 
 

@@ -340,6 +340,21 @@ def value_gap_plot(ext: str) -> str:
     return f"{RESULTS / FIGURES}/value-gap.{ext}"
 
 
+def aligned_table(base: str, sft: str, ext: str) -> str:
+    """The PO runs of an SFT model on the synthetic data (Tables 13-16): topics x (alignment, algorithm, stance)."""
+    return str(RESULTS / "tables" / base / f"sft-{sft}-aligned.{ext}")
+
+
+def alignment_plot(base: str, sft: str, algorithm: str, ext: str) -> str:
+    """A support- and an oppose-aligned run side by side per topic (Figures 7, 11-14)."""
+    return str(RESULTS / FIGURES / base / f"sft-{sft}" / f"aligned-{algorithm}.{ext}")
+
+
+def alignment_contrast_table(base: str, sft: str, algorithm: str) -> str:
+    """Per topic and stance: drift of the support- and of the oppose-aligned run, and their difference."""
+    return str(RESULTS / "tables" / base / f"sft-{sft}-aligned-{algorithm}.csv")
+
+
 # --- issue 18: judge evaluation (validation, panel, trained judges, human review) -------
 # The primary judge (config `judge`) keeps its stances at stances_file(); every judge of
 # the panel (config `judges`) has its own folder under results/judges/{name}/.

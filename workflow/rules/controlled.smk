@@ -5,9 +5,13 @@
 #   dataset_retrieve -> dataset_stance -> dataset_stance_table: stance distribution of the
 #     training data (Figure 19); value_gap -> value_gap_table: chosen-vs-rejected stance
 #     distance of the preference data (Figure 20).
+#   alignment_plot: a support- and an oppose-aligned run side by side (Figures 7, 11-14) and
+#     their drift contrast; aligned_tables: the synthetic runs of each SFT model (Tables 13-16).
 # Every LLM call (generation, judging) goes through the shared content-addressed cache.
-# `snakemake controlled` builds all of it; training runs on synthetic data come with `all`.
+# `snakemake controlled` builds the data analyses; training runs on synthetic data, their
+# figures and tables come with `all` (the report's controlled section reads them).
 from valuedrift import controlled
+from valuedrift.study import algorithm_name
 
 SYNTHETIC = controlled.synthetic_datasets(config)
 STANCE_DATASETS = controlled.stance_datasets(config)
@@ -195,3 +199,57 @@ if GAP_DATASETS:
     localrules:
         value_gap,
         value_gap_table,
+
+
+# Section 6's comparison (Figures 7, 11-14; Tables 13-16): the runs on the synthetic data
+ALIGNMENT_GROUPS = controlled.alignment_groups(config)
+ALIGNED_TABLES = controlled.aligned_table_specs(config)
+
+if ALIGNMENT_GROUPS:
+
+    rule alignment_plot:
+        input:
+            trajectories=lambda wc: [paths.trajectory_file(r) for r in controlled.alignment_pair(config, wc)],
+            drift=lambda wc: [paths.drift_table(r) for r in controlled.alignment_pair(config, wc)],
+        output:
+            html=paths.alignment_plot("{base}", "{sft}", "{algorithm}", "html"),
+            png=paths.alignment_plot("{base}", "{sft}", "{algorithm}", "png"),
+            table=paths.alignment_contrast_table("{base}", "{sft}", "{algorithm}"),
+        wildcard_constraints:
+            base=_alternatives({g["base"] for g in ALIGNMENT_GROUPS}),
+            sft=_alternatives({g["sft"] for g in ALIGNMENT_GROUPS}),
+            algorithm=_alternatives({g["algorithm"] for g in ALIGNMENT_GROUPS}),
+        params:
+            title=lambda wc: f"{wc.base} SFT on {wc.sft}, {algorithm_name(wc.algorithm)} on synthetic data: "
+                             "support- vs oppose-aligned",
+            figures=canonical(config["report"]["figures"]),
+        log:
+            paths.log_file("alignment_plot", "{base}/sft-{sft}/{algorithm}"),
+        conda:
+            conda_env("analysis")
+        script:
+            "../scripts/alignment_plot.py"
+
+    localrules:
+        alignment_plot,
+
+
+if ALIGNED_TABLES:
+
+    rule aligned_tables:
+        input:
+            paths.study_drift_table(),
+        output:
+            [f for spec in ALIGNED_TABLES for f in controlled.aligned_table_files(spec).values()],
+        params:
+            outputs=[{"spec": spec, "files": controlled.aligned_table_files(spec)} for spec in ALIGNED_TABLES],
+            tables=canonical(config["report"]["tables"]),
+        log:
+            paths.log_file("aligned_tables", "study"),
+        conda:
+            conda_env("analysis")
+        script:
+            "../scripts/paper_tables.py"
+
+    localrules:
+        aligned_tables,

@@ -19,6 +19,7 @@ import polars as pl
 from .. import atomic, paper_tables, paths, tables
 from ..study import Study
 from . import evals_view as _evals_sections  # noqa: F401  (registers the evals and samples sections)
+from . import controlled_view as _controlled_section  # noqa: F401  (registers the controlled-experiment section)
 from . import readers, sections
 
 TOC = [("caveat", "Read this first"), ("summary", "Summary"), ("tables", "Drift tables"), ("figures", "Figures"),

@@ -103,11 +103,12 @@ rule seed_group_tables:
 
 
 # `snakemake trajectories`: every configured trajectory's drift table and plots, and the
-# across-seed tables of every seed group.
+# across-seed tables and seed-band figure of every seed group (rule in seeds.smk).
 rule trajectories:
     input:
         [out for t in TRAJECTORIES.values() for out in t.outputs()],
-        [paths.drift_across_seeds_table(g) for g in SEED_GROUPS],
+        [f for g in SEED_GROUPS for f in (paths.drift_across_seeds_table(g),
+                                          paths.seed_bands_plot(paths.seed_group_dir(g), "png"))],
 
 
 workflow.localrules("external_trajectory", "external_drift_table", "external_trajectory_plot", "seed_group_tables")

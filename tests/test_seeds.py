@@ -167,9 +167,9 @@ def test_bad_seeds_are_named(tiny_model, change, message):
         vd_config.validate(cfg)
 
 
-def test_paper_tables_give_each_seed_its_columns(tiny_model):
+def test_paper_tables_give_each_seed_its_columns(tiny_model, tmp_path):
     from conftest import tiny_config
-    from valuedrift import paper_tables
+    from valuedrift import paper_tables, tables
 
     cfg = tiny_config(tiny_model)
     cfg["runs"][0]["seeds"] = [0, 1]
@@ -178,6 +178,8 @@ def test_paper_tables_give_each_seed_its_columns(tiny_model):
                                              for st in ("support", "neutral", "oppose")]) for r in study.runs}
     long = paper_tables.study_drift(drift, study.runs)
     assert long["seed"].to_list() == ["0"] * 3 + ["1"] * 3 + ["0"] * 3 + ["1"] * 3
+    tables.write(long, tmp_path / "drift-all-runs.csv", "study_drift")
+    long = tables.read(tmp_path / "drift-all-runs.csv", "study_drift")  # the CSV reads the seeds back as integers
     po = paper_tables.build({"kind": "po", "base": "tiny", "sft": "demo-instruct"}, long)
     assert po.levels == ("preference data", "algorithm", "seed")
     assert po.groups == (("demo-support", "DPO", "seed 0"), ("demo-support", "DPO", "seed 1"))
@@ -191,3 +193,43 @@ def test_paper_tables_give_each_seed_its_columns(tiny_model):
                                          for r in plain.runs}, plain.runs)
     assert "seed" not in unseeded.columns
     assert paper_tables.build({"kind": "sft", "base": "tiny", "sft": None}, unseeded).levels == ("SFT data",)
+
+
+def test_report_sections_show_series_and_seed_variance_from_their_files(tmp_path):
+    """The two report sections, from files written by the real writers, rendered by the page's templates."""
+    from valuedrift import paths, tables
+    from valuedrift.report import page, sections, series_view
+    from valuedrift.trajectories import Checkpoint, Trajectory
+
+    paths.use_results_dir(str(tmp_path / "results"))
+    try:
+        mine = Trajectory(name="mine", checkpoints=(Checkpoint(step=0, path="a"), Checkpoint(step=4, path="b")))
+        files = series_view.report_inputs([mine], [], ["tiny/sft-demo-instruct"])
+        assert files[:4] == [paths.drift_table("external/mine"), paths.trajectory_plot("external/mine", "png"),
+                             paths.trajectory_plot("external/mine", "html"), paths.drilldown_page("external/mine")]
+        series = full_drift_table([("abortion", "support", 0.3, 0.5, True), ("abortion", "oppose", -0.01, 0.2, False)])
+        series = series.with_columns(pl.Series("magnitude_ci_low", [0.2, -0.05]), pl.Series("magnitude_ci_high", [0.4, 0.03]),
+                                     pl.Series("magnitude_p_value", [0.001, 0.6]))
+        tables.write(series, paths.drift_table("external/mine"), "drift")
+        by_seed = {0: full_drift_table([("abortion", "support", 0.30, 0.5, True), ("abortion", "oppose", 0.1, 0.5, False)]),
+                   1: full_drift_table([("abortion", "support", 0.34, 0.5, True), ("abortion", "oppose", -0.1, 0.5, False)])}
+        tables.write(seeds.drift_across_seeds(by_seed), paths.run_drift_across_seeds("tiny/sft-demo-instruct"),
+                     "drift_across_seeds")
+        links = page.Links(paths.report_index())
+        context = sections.Context({"series": files}, links, {}, 2, {})
+        built = {s.id: (s, view) for s, view in sections.build(context)}
+        assert {"series", "seeds"} <= set(built) and built["series"][0].before == built["seeds"][0].before == "runs"
+        (one,) = built["series"][1]["series"]
+        assert one["name"] == "mine" and (one["significant"], one["tested"]) == (1, 2)
+        assert one["rows"][0][4:7] == ["0.30", "[0.20, 0.40]", "yes"]
+        (group,) = built["seeds"][1]["groups"]
+        assert group["name"] == "tiny/sft-demo-instruct" and group["n_seeds"] == 2 and group["kind"] == "trained run"
+        exceeds = {(r[0], r[1]): r[-1] for r in group["rows"]}
+        assert exceeds == {("abortion", "support"): "yes", ("abortion", "oppose"): "no"}  # 0.32 > 2 x 0.028; 0 < 2 x 0.14
+        html = "".join(page.render(s.template, **{s.id: view}) for s, view in built.values() if s.id in ("series", "seeds"))
+        assert 'id="series-mine"' in html and 'href="../seeds/tiny/sft-demo-instruct/seed-bands.html"' in html
+        # no series and no seeds: neither section
+        assert not [s for s, _ in sections.build(sections.Context({"series": []}, links, {}, 2, {}))
+                    if s.id in ("series", "seeds")]
+    finally:
+        paths.use_results_dir(None)

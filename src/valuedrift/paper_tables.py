@@ -163,7 +163,7 @@ def latex_escape(text: str) -> str:
 def _build(study: pl.DataFrame, *, key_columns: list[str], levels: tuple[str, ...], caption: str,
            label: str, display) -> PaperTable:
     if "seed" in study.columns and study["seed"].null_count() < study.height:  # runs repeated over seeds
-        study = study.with_columns(pl.col("seed").fill_null("none"))
+        study = study.with_columns(pl.col("seed").cast(pl.String).fill_null("none"))
         key_columns, levels = [*key_columns, "seed"], (*levels, "seed")
     groups_df = study.select(key_columns).unique(maintain_order=True)
     keys = tuple(tuple(r) for r in groups_df.iter_rows())

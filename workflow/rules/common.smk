@@ -83,6 +83,8 @@ def stage_settings(stage):
 def sampling_settings(sample_key):
     """The generation settings of one model's answers: a seeded run's are sampled with its seed."""
     seed = STUDY.sampling_seed(sample_key)
+    if seed is None:  # a series' sampling seeds (EXTERNAL_SAMPLING_SEEDS: workflow/rules/trajectories.smk)
+        seed = EXTERNAL_SAMPLING_SEEDS.get(sample_key)
     settings = stage_settings("generation")
     return settings if seed is None else {**settings, "seed": seed}
 
@@ -96,8 +98,8 @@ def chat_template_file(base):
 def prompt_format(model_key):
     """Chat template after training; the model's configured format for a base model."""
     model_key = paths.sampled_model(model_key)
-    if paths.is_external_model(model_key):  # TRAJECTORIES: workflow/rules/trajectories.smk
-        return TRAJECTORIES[paths.external_trajectory_of(model_key)].prompt_format
+    if paths.is_external_model(model_key):  # IMPORTED: workflow/rules/trajectories.smk
+        return IMPORTED[paths.external_trajectory_of(model_key)].prompt_format
     if paths.is_base_model(model_key):
         return config["models"][paths.base_of(model_key)]["prompt_format"]
     return "chat"

@@ -26,7 +26,7 @@ rule drilldown:
 rule external_drilldown:
     input:
         unpack(lambda wc: {f"{kind}_{s}": fn(key)
-                           for s, key in TRAJECTORIES[wc.trajectory].model_keys().items()
+                           for s, key in TRAJECTORIES[wc.trajectory].sampled_keys().items()
                            for kind, fn in (("gen", paths.generations_file), ("stances", paths.stances_file))}),
         questions=paths.questions_file(),
     output:

@@ -204,7 +204,7 @@ def test_report_sections_show_series_and_seed_variance_from_their_files(tmp_path
     paths.use_results_dir(str(tmp_path / "results"))
     try:
         mine = Trajectory(name="mine", checkpoints=(Checkpoint(step=0, path="a"), Checkpoint(step=4, path="b")))
-        files = series_view.report_inputs([mine], [], ["tiny/sft-demo-instruct"])
+        files = series_view.report_inputs([mine], ["g"], ["tiny/sft-demo-instruct"])
         assert files[:4] == [paths.drift_table("external/mine"), paths.trajectory_plot("external/mine", "png"),
                              paths.trajectory_plot("external/mine", "html"), paths.drilldown_page("external/mine")]
         series = full_drift_table([("abortion", "support", 0.3, 0.5, True), ("abortion", "oppose", -0.01, 0.2, False)])
@@ -215,6 +215,8 @@ def test_report_sections_show_series_and_seed_variance_from_their_files(tmp_path
                    1: full_drift_table([("abortion", "support", 0.34, 0.5, True), ("abortion", "oppose", -0.1, 0.5, False)])}
         tables.write(seeds.drift_across_seeds(by_seed), paths.run_drift_across_seeds("tiny/sft-demo-instruct"),
                      "drift_across_seeds")
+        # an external seed group with one seed so far: no spread (a CSV column without values)
+        tables.write(seeds.drift_across_seeds({0: by_seed[0]}), paths.drift_across_seeds_table("g"), "drift_across_seeds")
         links = page.Links(paths.report_index())
         context = sections.Context({"series": files}, links, {}, 2, {})
         built = {s.id: (s, view) for s, view in sections.build(context)}
@@ -222,7 +224,9 @@ def test_report_sections_show_series_and_seed_variance_from_their_files(tmp_path
         (one,) = built["series"][1]["series"]
         assert one["name"] == "mine" and (one["significant"], one["tested"]) == (1, 2)
         assert one["rows"][0][4:7] == ["0.30", "[0.20, 0.40]", "yes"]
-        (group,) = built["seeds"][1]["groups"]
+        external, group = built["seeds"][1]["groups"]
+        assert (external["name"], external["kind"], external["tested"]) == ("g", "checkpoint series", 0)
+        assert {r[-1] for r in external["rows"]} == {"– (one seed)"}
         assert group["name"] == "tiny/sft-demo-instruct" and group["n_seeds"] == 2 and group["kind"] == "trained run"
         exceeds = {(r[0], r[1]): r[-1] for r in group["rows"]}
         assert exceeds == {("abortion", "support"): "yes", ("abortion", "oppose"): "no"}  # 0.32 > 2 x 0.028; 0 < 2 x 0.14

@@ -18,6 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+import polars as pl
+
 from .. import paths, tables
 from .sections import Section, register
 
@@ -51,6 +53,18 @@ def _name(folder: str, root: str) -> str:
     return os.path.relpath(folder, root)
 
 
+def _flags(column: pl.Series) -> pl.Series:
+    """A yes/no column as booleans: a CSV column with no value at all (one seed: no spread) reads as text."""
+    if column.dtype == pl.Boolean:
+        return column
+    return column.cast(pl.String).str.to_lowercase().replace_strict({"true": True, "false": False}, default=None,
+                                                                    return_dtype=pl.Boolean)
+
+
+def _yes_no(value: bool | None, none: str = "–") -> str:
+    return {True: "yes", False: "no"}.get(value, none)
+
+
 def _fmt(value: float | None, decimals: int) -> str:
     return "–" if value is None else f"{value:.{decimals}f}"
 
@@ -72,11 +86,13 @@ def series_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, 
         name = _name(folder, str(paths.RESULTS / "drift" / paths.EXTERNAL))
         drift = tables.read(named[DRIFT], "drift")
         has_ci = "magnitude_ci_low" in drift.columns  # valuedrift.significance's columns
+        if has_ci:
+            drift = drift.with_columns(_flags(drift["significant"]))
         rows = []
         for r in drift.iter_rows(named=True):
             ci = (f"[{_fmt(r['magnitude_ci_low'], decimals)}, {_fmt(r['magnitude_ci_high'], decimals)}]"
                   if has_ci and r["magnitude_ci_low"] is not None else "–")
-            sig = {True: "yes", False: "no"}.get(r.get("significant"), "–") if has_ci else "–"
+            sig = _yes_no(r["significant"]) if has_ci else "–"
             rows.append([r["topic"], r["stance"], _fmt(r["start"], decimals), _fmt(r["end"], decimals),
                          _fmt(r["magnitude"], decimals), ci, sig, _fmt(r["drift_time"], decimals)])
         steps = int(drift["total_steps"].max()) if drift.height else 0
@@ -102,9 +118,10 @@ def seeds_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, A
         external = Path(folder).is_relative_to(paths.seed_group_dir(""))
         name = _name(folder, paths.seed_group_dir("") if external else paths.run_seeds_dir(""))
         across = tables.read(named[ACROSS], "drift_across_seeds")
+        across = across.with_columns(_flags(across["exceeds_seed_spread"]))
         rows = []
         for r in across.iter_rows(named=True):
-            exceeds = {True: "yes", False: "no"}.get(r["exceeds_seed_spread"], "– (one seed)")
+            exceeds = _yes_no(r["exceeds_seed_spread"], "– (one seed)")
             rows.append([r["topic"], r["stance"], r["n_seeds"], _fmt(r["magnitude_mean"], decimals),
                          _fmt(r["magnitude_sd"], decimals),
                          f"[{_fmt(r['magnitude_min'], decimals)}, {_fmt(r['magnitude_max'], decimals)}]",

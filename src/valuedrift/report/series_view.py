@@ -66,7 +66,12 @@ def _yes_no(value: bool | None, none: str = "–") -> str:
 
 
 def _fmt(value: float | None, decimals: int) -> str:
-    return "–" if value is None else f"{value:.{decimals}f}"
+    """Fixed decimals; a value too small for them (a tiny model's drift) in scientific notation, not as 0.00."""
+    if value is None:
+        return "–"
+    if value != 0 and abs(value) < 0.5 * 10 ** -decimals:
+        return f"{value:.1e}"
+    return f"{value:.{decimals}f}"
 
 
 def _figure(links, named: dict[str, str], stem: str, caption: str, fig_id: str) -> dict[str, Any] | None:

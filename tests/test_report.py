@@ -478,7 +478,8 @@ def test_report_options_are_plot_options_only():
     """The `report` block reaches report/plot rules only (the others never read it)."""
     rules = {p.name: p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")}
     users = {name for name, text in rules.items() if 'config["report"]' in text}
-    assert users == {"drift.smk", "analysis.smk", "report.smk", "evals.smk", "trajectories.smk"}  # plot rules; evals.smk: the sample tables
+    assert users == {"drift.smk", "analysis.smk", "report.smk", "evals.smk", "trajectories.smk",
+                     "seeds.smk"}  # plot rules (seeds.smk: seed bands); evals.smk: the sample tables
     drift_rules = rules["drift.smk"].split("rule trajectory_plot:")[0]
     assert 'config["report"]' not in drift_rules
 

@@ -20,14 +20,15 @@ include: "workflow/rules/common.smk"
 # Wildcards take only the names the config defines, so paths parse one way.
 wildcard_constraints:
     base=_alternatives(config["models"]),
-    sft=_alternatives(config["datasets"]),
+    sft=f"(?:{_alternatives(config['datasets'])})(?:-seed\\d+)?",  # a seeded SFT run: demo-seed1
     preference=_alternatives(config["datasets"]),
     dataset=_alternatives(config["datasets"]),
     algorithm=_alternatives([*registry.ALGORITHMS, *STUDY.algorithm_parts]),  # dpo or dpo-beta0.05
     step=r"\d+",
     sweep=_alternatives([s.name for s in STUDY.sweeps]) or "^$",
     run=_alternatives([run.model_path for run in RUNS]) or "^$",
-    model=r"[^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)|external/[^/]+/step-\d+",
+    # a model key, or the key of a model's answers sampled with a run's seed (<model key>/seed-N)
+    model=r"([^/]+/(base|sft-[^/]+(/[^/]+)?/checkpoint-\d+)|external/[^/]+/step-\d+)(/seed-\d+)?",
 
 
 include: "workflow/rules/vprism.smk"
@@ -40,6 +41,7 @@ include: "workflow/rules/evals.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/trajectories.smk"
 include: "workflow/rules/drilldown.smk"
+include: "workflow/rules/seeds.smk"
 include: "workflow/rules/controlled.smk"
 include: "workflow/rules/judge_eval.smk"
 

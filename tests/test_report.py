@@ -479,7 +479,7 @@ def test_report_options_are_plot_options_only():
     rules = {p.name: p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")}
     users = {name for name, text in rules.items() if 'config["report"]' in text}
     assert users == {"drift.smk", "analysis.smk", "report.smk", "evals.smk", "trajectories.smk",
-                     "controlled.smk"}  # plot rules; evals.smk: the sample tables; controlled.smk: its figures and tables
+                     "controlled.smk", "seeds.smk"}  # plot rules (seeds.smk: seed bands); evals.smk: the sample tables; controlled.smk: its figures and tables
     drift_rules = rules["drift.smk"].split("rule trajectory_plot:")[0]
     assert 'config["report"]' not in drift_rules
     assert 'config["report"]' not in rules["controlled.smk"].split("rule alignment_plot:")[0]

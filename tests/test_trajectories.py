@@ -175,25 +175,32 @@ def test_import_local_folder_and_lora_adapter(tmp_path, tiny_model):
 # --- the workflow ---------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, tiny_model):
+def test_byo_trajectory_and_seeds_through_the_workflow_then_add_a_seed_and_a_checkpoint(workdir, tiny_model):
     """Two checkpoint folders discovered under ckpts/ and one LoRA adapter, evaluated by the
-    same generate/judge/trajectory/drift rules; then a new checkpoint-* folder appears."""
+    same generate/judge/trajectory/drift rules, beside one SFT run trained with seed 0; then a
+    second seed of each, and a new checkpoint-* folder."""
+    import polars as pl
+
+    from valuedrift.study import Study
+
     ckpts = workdir / "ckpts"
     for step in (0, 2):
         shutil.copytree(tiny_model, ckpts / f"checkpoint-{step}")
     make_adapter(tiny_model, workdir / "lora-6", seed=2)
-    cfg = tiny_config(tiny_model, runs=[], trajectories={"mine": {
+    run = {"base": "tiny", "sft": "demo-instruct", "every": 2, "max_steps": 2, "seeds": [0]}
+    cfg = tiny_config(tiny_model, runs=[run], trajectories={"mine": {
         "prompt_format": "chat", "discover": {"folder": "ckpts"}, "seed": 0, "seed_group": "g",
         "checkpoints": [{"step": 6, "adapter": "lora-6", "base": "tiny"}]}})
     cfg["generation"]["samples"] = 1
     configfile = str(write_config(workdir, cfg))
-    args = ("trajectories", "--configfile", configfile)
+    args = ("trajectories", "seeds", "--configfile", configfile)
 
     planned = planned_jobs(workdir, *args)
-    assert planned == {"questions": 1, "import_base_model": 1, "import_external_checkpoint": 3, "generate": 3,
-                       "judge": 3, "external_trajectory": 1, "external_drift_table": 1,
-                       "external_trajectory_plot": 1, "seed_group_tables": 1, "trajectories": 1}
-    assert not any(rule.endswith("_segment") for rule in planned)  # nothing is trained
+    assert planned == {"questions": 1, "import_base_model": 1, "import_external_checkpoint": 3,
+                       "prepare_dataset": 1, "sft_segment": 1, "generate": 5, "judge": 5,  # 3 external, 2 of seed 0
+                       "external_trajectory": 1, "external_drift_table": 1, "external_trajectory_plot": 1,
+                       "seed_group_tables": 1, "external_seed_bands_plot": 1, "trajectory": 1, "drift_table": 1,
+                       "run_seed_tables": 1, "run_seed_bands_plot": 1, "trajectories": 1, "seeds": 1}
 
     snakemake(workdir, *args)
     drift = tables.read(workdir / paths.drift_table("external/mine"), "drift")
@@ -202,9 +209,10 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
     assert sorted(traj["step"].unique()) == [0, 2, 6]
     across = tables.read(workdir / paths.drift_across_seeds_table("g"), "drift_across_seeds")
     assert set(across["n_seeds"]) <= {0, 1} and across["exceeds_seed_spread"].is_null().all()  # one seed: no spread
+    assert (workdir / paths.seed_bands_plot(paths.run_seeds_dir("tiny/sft-demo-instruct"), "png")).stat().st_size > 0
     assert planned_jobs(workdir, *args) == {}
 
-    # a second seed of the same study: its own checkpoints' jobs and the across-seed tables, nothing of seed 0
+    # a second seed of the external series: its own checkpoints' jobs and the across-seed tables, nothing of seed 0
     for step in (0, 2):
         shutil.copytree(tiny_model, workdir / "ckpts-s1" / f"checkpoint-{step}")
     with_seed = {**cfg, "trajectories": {**cfg["trajectories"], "mine-s1": {
@@ -212,21 +220,45 @@ def test_byo_trajectory_through_the_workflow_then_add_one_checkpoint(workdir, ti
     seed_config = str(write_config(workdir, with_seed, "with-seed.yaml"))
     assert planned_jobs(workdir, "trajectories", "--configfile", seed_config) == {
         "import_external_checkpoint": 2, "generate": 2, "judge": 2, "external_trajectory": 1,
-        "external_drift_table": 1, "external_trajectory_plot": 1, "seed_group_tables": 1, "trajectories": 1}
+        "external_drift_table": 1, "external_trajectory_plot": 1, "seed_group_tables": 1,
+        "external_seed_bands_plot": 1, "trajectories": 1}
 
-    # its drill-down page: one light job over the answers and stances already there
-    page = paths.drilldown_page("external/mine")
-    assert planned_jobs(workdir, page, "--configfile", configfile) == {"external_drilldown": 1}
-    snakemake(workdir, page, "--configfile", configfile)
-    data = (workdir / paths.drilldown_data("external/mine")).read_text()
-    assert data.startswith("window.DRILLDOWN = ") and '"steps":[0,2,6]' in data
+    # a second seed of the trained run: its own training, sampling and judging (its base-model answers
+    # sampled with seed 1) and the across-seed tables; nothing of seed 0 reruns
+    run["seeds"] = [0, 1]
+    configfile = str(write_config(workdir, cfg))
+    args = ("trajectories", "seeds", "--configfile", configfile)
+    assert planned_jobs(workdir, *args) == {"sft_segment": 1, "generate": 2, "judge": 2, "trajectory": 1,
+                                            "drift_table": 1, "run_seed_tables": 1, "run_seed_bands_plot": 1,
+                                            "seeds": 1}
+    plan = snakemake(workdir, *args, "-n").stdout
+    assert "seed0" not in "".join(line for line in plan.splitlines() if line.strip().startswith("output:"))
+    snakemake(workdir, *args)
+    study = Study(vd_config.validate(cfg))
+    s0, s1 = (study.run(f"tiny/sft-demo-instruct-seed{s}") for s in (0, 1))
+    # the seed reached the sampler (same base model, other answers) and the trainer (other weights)
+    answers = [tables.read(workdir / paths.generations_file(r.sampled_at(0)), "generations")["response"].to_list()
+               for r in (s0, s1)]
+    assert answers[0] != answers[1]
+    from safetensors.torch import load_file
 
-    # a new checkpoint folder: only its import, generation and judging, then the tables after them
+    weights = [load_file(workdir / paths.model_dir(r.model_at(2)) / "model.safetensors") for r in (s0, s1)]
+    assert any(not torch_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    across = tables.read(workdir / paths.run_drift_across_seeds("tiny/sft-demo-instruct"), "drift_across_seeds")
+    assert set(across["n_seeds"]) == {2} and across["exceeds_seed_spread"].null_count() == 0
+
+    # a new checkpoint folder: only its import, generation and judging, then the tables (and the report) after them
     shutil.copytree(tiny_model, ckpts / "checkpoint-4")
     assert planned_jobs(workdir, *args) == {"import_external_checkpoint": 1, "generate": 1, "judge": 1,
                                             "external_trajectory": 1, "external_drift_table": 1,
                                             "external_trajectory_plot": 1, "seed_group_tables": 1,
-                                            "trajectories": 1}
+                                            "external_seed_bands_plot": 1, "trajectories": 1, "seeds": 1}
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
 
 
 def test_hub_checkpoint_is_loaded_at_its_revision(tmp_path, tiny_model, monkeypatch):
@@ -264,3 +296,37 @@ def test_seed_groups(tmp_path):
                                       "again": {**one, "seed": 0, "seed_group": "g"}}}, workdir=tmp_path)
     with pytest.raises(TrajectoryError, match="seed and seed_group together"):
         from_config({"trajectories": {"s0": {**one, "seed": 0}}}, workdir=tmp_path)
+
+
+def test_sampling_seeds_sample_one_series_per_seed_from_one_import(tmp_path):
+    folders(tmp_path, "a", "b")
+    spec = {"checkpoints": [{"step": 0, "path": "a"}, {"step": 4, "path": "b"}], "sampling_seeds": [0, 1]}
+    ts = from_config({"trajectories": {"mine": spec}}, workdir=tmp_path)
+    from valuedrift.trajectories import imported, sampling_seeds, seed_groups
+
+    assert [t.name for t in ts] == ["mine-seed0", "mine-seed1"]
+    s1 = ts[1]
+    assert s1.model_keys() == {0: "external/mine/step-0", 4: "external/mine/step-4"}  # imported once, as mine
+    assert s1.sampled_keys() == {0: "external/mine/step-0/seed-1", 4: "external/mine/step-4/seed-1"}
+    assert s1.drift_inputs()["end"] == "results/stances/external/mine/step-4/seed-1.parquet"
+    assert s1.outputs()[0] == "results/drift/external/mine-seed1/drift.csv"
+    assert list(imported(ts)) == ["mine"] and sampling_seeds(ts)["external/mine/step-0/seed-1"] == 1
+    assert {g: list(by_seed) for g, by_seed in seed_groups(ts).items()} == {"mine": [0, 1]}
+    with pytest.raises(TrajectoryError, match="sampling_seeds': the series is its own seed group"):
+        from_config({"trajectories": {"mine": {**spec, "seed": 0, "seed_group": "g"}}}, workdir=tmp_path)
+    with pytest.raises(TrajectoryError, match="mine-seed1 named twice"):
+        from_config({"trajectories": {"mine": spec, "mine-seed1": {"checkpoints": [{"step": 0, "path": "a"}]}}},
+                    workdir=tmp_path)
+
+
+def test_sampling_seeds_plan_one_import_per_checkpoint_and_one_sample_per_seed(workdir, tiny_model):
+    for step in (0, 2):
+        (workdir / "ckpts" / f"checkpoint-{step}").mkdir(parents=True)
+    cfg = tiny_config(tiny_model, runs=[], trajectories={"mine": {"discover": {"folder": "ckpts"},
+                                                                  "sampling_seeds": [0, 1, 2]}})
+    configfile = str(write_config(workdir, cfg))
+    assert planned_jobs(workdir, "trajectories", "--configfile", configfile) == {
+        "questions": 1, "import_base_model": 1, "import_external_checkpoint": 2,  # the judge; each checkpoint once
+        "generate": 6, "judge": 6, "external_trajectory": 3,
+        "external_drift_table": 3, "external_trajectory_plot": 3, "seed_group_tables": 1,
+        "external_seed_bands_plot": 1, "trajectories": 1}

@@ -167,6 +167,7 @@ def validate(config: dict[str, Any], workdir: str | Path = ".") -> dict[str, Any
         if "algorithm" in run and (run["base"], run["sft"]) not in sft_runs:
             problems.append(f"config key 'runs[{i}]': PO run needs an SFT run with base {run['base']!r} and sft {run['sft']!r} in 'runs'")
 
+    _check_seeds(config, problems)
     _check_overrides_and_sweeps(config, problems)
     _check_resources(config, workdir, problems)
     _check_lora(config, problems)
@@ -265,6 +266,23 @@ def _check_vprism(config, need_file, problems) -> None:
         if not (llm.get("model") or llm.get("model_dir")):
             problems.append(f"config key 'questions.vprism.llm.model' (or questions.vprism.{stage}.llm.model) "
                             f"is required: the {stage} stage calls an LLM")
+
+
+def _check_seeds(config, problems) -> None:
+    """A PO run lists seeds only when its SFT run has none (a seeded SFT run's PO runs follow
+    its seeds), and a seeded run's training seed is its seed, not an override."""
+    seeded_sft = {(r["base"], r["sft"]): f"runs[{i}].seeds" if r.get("seeds") else "seeds"
+                  for i, r in enumerate(config["runs"])
+                  if "algorithm" not in r and (r.get("seeds") or config.get("seeds"))}
+    for i, run in enumerate(config["runs"]):
+        if "algorithm" in run and run.get("seeds") and (run["base"], run["sft"]) in seeded_sft:
+            problems.append(f"config key 'runs[{i}].seeds': its SFT run ({run['base']} on {run['sft']}) is already "
+                            f"repeated over seeds ({seeded_sft[(run['base'], run['sft'])]}), and each seed's PO run "
+                            f"starts from that seed's SFT model; drop runs[{i}].seeds")
+        seeded = run.get("seeds") or (run["base"], run["sft"]) in seeded_sft
+        if seeded and "seed" in (run.get("overrides") or {}):
+            problems.append(f"config key 'runs[{i}].overrides.seed': the run is repeated over seeds, each training "
+                            f"with its own seed; drop the override")
 
 
 def _check_overrides_and_sweeps(config, problems) -> None:

@@ -107,7 +107,7 @@ def estimate(config: dict[str, Any], workdir: str | Path = ".", *, tflops: float
                               f"{state / 1e9:.2f} GB", kept * state))
         est.peak_extra_bytes = max(est.peak_extra_bytes, state)
         if run.algorithm == "ppo":
-            reward_models.add((run.base, run.sft, run.preference))
+            reward_models.add((run.base, run.sft_part, run.preference))
         tokens = min(run.max_steps, s["horizon"] or run.max_steps) * settings.global_batch_size * settings.max_length
         est.flops += 6 * copies * count * tokens
         est.model_jobs += len(run.steps)
@@ -124,7 +124,7 @@ def estimate(config: dict[str, Any], workdir: str | Path = ".", *, tflops: float
     evaluated = {}
     for run in config_runs(config):
         for step in [0, *run.steps]:
-            evaluated[run.model_at(step)] = run.base
+            evaluated[run.sampled_at(step)] = run.base
     if n_questions is None:
         est.notes.append("questions: count unknown (unreadable file); generations left out")
     else:

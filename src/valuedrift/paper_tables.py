@@ -40,7 +40,7 @@ def study_drift(drift_tables: dict[str, pl.DataFrame], runs: Iterable[Run]) -> p
         frames.append(d.select(*[pl.lit(v, dtype=pl.String).alias(k) for k, v in run.identity.items()], pl.all()))
     if not frames:
         raise ValueError("no runs")
-    return pl.concat(frames)
+    return pl.concat(frames, how="diagonal_relaxed")  # a seeded run's identity adds its seed
 
 
 def write_study_drift(drift_files: list[str], runs: list[Run], output: str) -> None:
@@ -164,6 +164,9 @@ def latex_escape(text: str) -> str:
 
 def _build(study: pl.DataFrame, *, key_columns: list[str], levels: tuple[str, ...], caption: str,
            label: str, display) -> PaperTable:
+    if "seed" in study.columns and study["seed"].null_count() < study.height:  # runs repeated over seeds
+        study = study.with_columns(pl.col("seed").cast(pl.String).fill_null("none"))
+        key_columns, levels = [*key_columns, "seed"], (*levels, "seed")
     groups_df = study.select(key_columns).unique(maintain_order=True)
     keys = tuple(tuple(r) for r in groups_df.iter_rows())
     topics = sorted(study["topic"].unique().to_list())
@@ -183,6 +186,8 @@ def _build(study: pl.DataFrame, *, key_columns: list[str], levels: tuple[str, ..
 
 def _display(level: str, key: str) -> str:
     """A key as its column header: an algorithm by its name, with a run's overrides (``dpo-beta0.5``: DPO (beta0.5))."""
+    if level == "seed":
+        return f"seed {key}"
     if level != "algorithm":
         return key
     algorithm, _, variant = key.partition("-")

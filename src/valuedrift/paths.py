@@ -242,6 +242,42 @@ def trajectory_across_seeds_table(group: str) -> str:
     return f"{seed_group_dir(group)}/trajectory-across-seeds.parquet"
 
 
+# trained runs repeated over seeds (config runs[i].seeds or seeds; valuedrift.study.Run.seed)
+
+SEED_SAMPLE = "seed-"
+
+
+def seeded_sample_key(model_key: str, seed: int | str) -> str:
+    """Key of a model's answers sampled with another seed: ``<model key>/seed-<N>`` (a seeded
+    run's start model, whose own answers were sampled with generation.seed)."""
+    return f"{model_key}/{SEED_SAMPLE}{seed}"
+
+
+def sampled_model(sample_key: str) -> str:
+    """The model key an answer key was sampled from (itself, or without its ``/seed-<N>``)."""
+    head, _, last = sample_key.rpartition("/")
+    return head if last.startswith(SEED_SAMPLE) and last[len(SEED_SAMPLE):].isdigit() else sample_key
+
+
+def run_seeds_dir(group: str) -> str:
+    """Across-seed tables and figures of a trained run repeated over seeds (``group``: the
+    unseeded run's model path)."""
+    return str(RESULTS / "seeds" / group)
+
+
+def run_drift_across_seeds(group: str) -> str:
+    return f"{run_seeds_dir(group)}/drift-across-seeds.csv"
+
+
+def run_trajectory_across_seeds(group: str) -> str:
+    return f"{run_seeds_dir(group)}/trajectory-across-seeds.parquet"
+
+
+def seed_bands_plot(seeds_dir: str, ext: str) -> str:
+    """v(T) over seeds (mean and the seeds' range) beside each table of a seed group's folder."""
+    return f"{seeds_dir}/seed-bands.{ext}"
+
+
 # --- issue 15: downstream evals (lm-evaluation-harness, Table 17) and sample tables (Tables 5-8) ---
 
 def eval_result(model_key: str, task: str) -> str:

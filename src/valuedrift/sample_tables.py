@@ -40,7 +40,7 @@ def chosen_models(study: Study, block: dict[str, Any]) -> dict[str, str]:
             step = {"start": 0, "end": run.max_steps}.get(which, which)
             if step not in steps:
                 continue
-            key = run.model_at(step)
+            key = run.sampled_at(step)  # a seeded run's start: the answers sampled with its seed
             chosen.setdefault(key, checkpoint_label(study, key))
     return chosen
 
@@ -49,8 +49,9 @@ def checkpoint_label(study: Study, model_key: str) -> str:
     """``base (base)``, or the first run holding the checkpoint, at its step."""
     for run in study.runs:
         for step in [0, *run.steps]:
-            if run.model_at(step) == model_key:
-                return f"{run.base} (base)" if step == 0 and run.is_sft else f"{run.study_label} @ step {step}"
+            if run.sampled_at(step) == model_key:
+                seed = "" if run.seed is None or step else f", seed {run.seed}"
+                return f"{run.base} (base{seed})" if step == 0 and run.is_sft else f"{run.study_label} @ step {step}"
     raise ConfigError(f"{model_key} is no checkpoint of this config's runs")
 
 

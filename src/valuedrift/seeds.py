@@ -78,3 +78,41 @@ def write_seed_tables(*, drift: Mapping[int, str], trajectory: Mapping[int, str]
                  drift_output, "drift_across_seeds")
     tables.write(trajectory_across_seeds({int(s): tables.read(p, "trajectory") for s, p in trajectory.items()}),
                  trajectory_output, "trajectory_across_seeds")
+
+
+# --- the seed-band figure ----------------------------------------------------------------
+
+SEED_BAND_NOTE = "lines: v(T) per stance, mean over seeds; bands: the seeds' range (min to max)"
+
+
+def seed_bands_chart(across: pl.DataFrame, title: str, options: dict | None = None):
+    """Small multiples over topics: the across-seed mean of v(T) per stance, banded by the
+    lowest and highest seed (valuedrift.report.figures' look and options)."""
+    import altair as alt
+
+    from .report.figures import _colour, figure_options
+
+    opts = figure_options(options)
+    x = alt.X("step:Q", title="training step", axis=alt.Axis(tickMinStep=1, grid=False))
+    band = alt.Chart().mark_area(opacity=opts["ci_band_opacity"]).encode(
+        x=x, y=alt.Y("min:Q", title="v(T)", scale=alt.Scale(domain=[0, 1])), y2="max:Q", color=_colour())
+    line = alt.Chart().mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.6).encode(
+        x=x, y=alt.Y("mean:Q"), color=_colour(),
+        tooltip=["topic:N", "stance:N", "step:Q", alt.Tooltip("mean:Q", title="mean v(T)", format=".3f"),
+                 alt.Tooltip("sd:Q", title="sd over seeds", format=".3f"),
+                 alt.Tooltip("min:Q", format=".3f"), alt.Tooltip("max:Q", format=".3f"),
+                 alt.Tooltip("n_seeds:Q", title="seeds")])
+    return (alt.layer(band, line, data=across.sort("topic", "stance", "step"))
+            .properties(width=opts["panel_width"], height=opts["panel_height"])
+            .facet(facet=alt.Facet("topic:N", title=None, header=alt.Header(labelFontSize=11, labelFontWeight="bold")),
+                   columns=opts["columns"])
+            .properties(title=alt.Title(title, subtitle=SEED_BAND_NOTE, anchor="start")))
+
+
+def seed_bands_figure(trajectory_path: str, *, html: str, png: str, title: str, options: dict | None = None) -> None:
+    """File-in, file-out: trajectory-across-seeds.parquet -> the seed-band figure (HTML and PNG)."""
+    from . import tables
+    from .report.figures import save_chart
+
+    chart = seed_bands_chart(tables.read(trajectory_path, "trajectory_across_seeds"), title, options)
+    save_chart(chart, html_path=html, png_path=png, options=options, title=title)

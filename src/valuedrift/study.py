@@ -36,6 +36,12 @@ class Run:
     sft_max_steps: int | None = None  # final step of the SFT run a PO run starts from
     # training settings of this run only (``runs[i].overrides``, or a sweep's value), sorted by key
     overrides: tuple[tuple[str, Any], ...] = field(default=())
+    # one seed of a run repeated over seeds (``runs[i].seeds`` or the study's ``seeds``): the
+    # trainer's seed and the generation's sampling seed; None: unseeded, today's paths
+    seed: int | None = None
+    # the seed of the SFT run this run's chain belongs to (an SFT run's own seed; a PO run of a
+    # seeded SFT run has that run's seed); None: the SFT part of the path names no seed
+    sft_seed: int | None = None
 
     @property
     def variant(self) -> str:
@@ -44,16 +50,25 @@ class Run:
 
     @property
     def algorithm_part(self) -> str:
-        """The ``{algorithm}`` part of a PO run's path: ``dpo`` or ``dpo-beta0.05``."""
-        return f"{self.algorithm}-{self.variant}" if self.variant else self.algorithm
+        """The ``{algorithm}`` part of a PO run's path: ``dpo``, ``dpo-beta0.05``, or with a seed of
+        its own (its SFT run unseeded) ``dpo-seed1`` / ``dpo-beta0.05-seed1``."""
+        parts = [self.algorithm, *([self.variant] if self.variant else [])]
+        if self.seed is not None and self.sft_seed is None:
+            parts.append(f"seed{self.seed}")
+        return "-".join(parts)
 
     @property
     def is_sft(self) -> bool:
         return self.algorithm is None
 
     @property
+    def sft_part(self) -> str:
+        """The ``{sft}`` part of the path: the SFT dataset, ``-seed<N>`` appended in a seeded chain."""
+        return self.sft if self.sft_seed is None else f"{self.sft}-seed{self.sft_seed}"
+
+    @property
     def sft_path(self) -> str:
-        return f"{self.base}/sft-{self.sft}"
+        return f"{self.base}/sft-{self.sft_part}"
 
     @property
     def model_path(self) -> str:
@@ -83,6 +98,11 @@ class Run:
             return paths.checkpoint_key(self.sft_path, self.max_steps)
         return self.start_model
 
+    @property
+    def reward_model(self) -> str:
+        """PPO's reward model folder: one per SFT model (a seeded SFT run's seed has its own)."""
+        return paths.reward_model_dir(self.base, self.sft_part, self.preference)
+
     def model_at(self, step: int) -> str:
         """Model key of the checkpoint at ``step`` (0 = start model)."""
         return self.start_model if step == 0 else paths.checkpoint_key(self.model_path, step)
@@ -91,6 +111,25 @@ class Run:
     def evaluated_models(self) -> list[str]:
         """Model keys of every point of the trajectory, step 0 first."""
         return [self.model_at(s) for s in [0, *self.steps]]
+
+    def sampled_at(self, step: int) -> str:
+        """Key of the answers (generations, stances) at ``step``: the model key, except at the
+        start of a seeded run whose start model was not sampled with its seed (the base model,
+        an unseeded SFT run's end), where the start is sampled again as ``<model key>/seed-<N>``."""
+        key = self.model_at(step)
+        if step == 0 and self.seed is not None and not (not self.is_sft and self.sft_seed == self.seed):
+            return paths.seeded_sample_key(key, self.seed)
+        return key
+
+    @property
+    def sampled_keys(self) -> list[str]:
+        """Keys of the answers of every point of the trajectory, step 0 first."""
+        return [self.sampled_at(s) for s in [0, *self.steps]]
+
+    @property
+    def unseeded(self) -> "Run":
+        """The same run without its seed: its model path names the run's seed group."""
+        return replace(self, seed=None, sft_seed=None)
 
     def previous_step(self, step: int) -> int:
         """The checkpoint a segment ending at ``step`` resumes from (0 = start model)."""
@@ -103,21 +142,24 @@ class Run:
     def label(self) -> str:
         """Short label within a table or figure: the SFT dataset, or ALGO (preference)."""
         if self.is_sft:
-            return self.sft
+            return self.sft if self.seed is None else f"{self.sft} (seed {self.seed})"
         settings = "".join(f", {key}={value}" for key, value in self.overrides)
-        return f"{algorithm_name(self.algorithm)} ({self.preference}{settings})"
+        seed = "" if self.seed is None else f", seed {self.seed}"
+        return f"{algorithm_name(self.algorithm)} ({self.preference}{settings}{seed})"
 
     @property
     def study_label(self) -> str:
         """The run's name across the study: ``base · SFT data`` or ``base · SFT data → ALGO (preference)``."""
-        head = f"{self.base} · {self.sft}"
-        return head if self.is_sft else f"{head} → {self.label}"
+        if self.is_sft:
+            return f"{self.base} · {self.label}"
+        return f"{self.base} · {self.sft} → {self.label}"
 
     @property
     def identity(self) -> dict[str, str | None]:
         """The columns that name a run in the study's long tables."""
-        return {"run": self.model_path, "phase": "sft" if self.is_sft else "po", "base": self.base,
-                "sft": self.sft, "algorithm": self.algorithm, "preference": self.preference}
+        out = {"run": self.model_path, "phase": "sft" if self.is_sft else "po", "base": self.base,
+               "sft": self.sft, "algorithm": self.algorithm, "preference": self.preference}
+        return out if self.seed is None else {**out, "seed": str(self.seed)}
 
 
 def _path_value(value: Any) -> str:
@@ -140,15 +182,29 @@ def checkpoint_steps(every: int, max_steps: int) -> list[int]:
 
 def runs_of(config: dict[str, Any]) -> list[Run]:
     """The training phases of a validated config, PO runs linked to their SFT run's end,
-    each sweep (``sweeps``) expanded into one run per value after the run it varies."""
+    each sweep (``sweeps``) expanded into one run per value after the run it varies.
+
+    Seeds: an SFT run with ``seeds`` (its own, else the study's ``seeds``) is one run per seed,
+    and so is every PO run of it (seed N starting from the SFT run's seed N); a PO run of an
+    unseeded SFT run may list ``seeds`` of its own (every seed starting from the one SFT model)."""
+    study_seeds = config.get("seeds") or None
     sft_end = {(r["base"], r["sft"]): r["max_steps"] for r in config["runs"] if "algorithm" not in r}
-    runs = [
-        Run(base=r["base"], sft=r["sft"], every=r["every"], max_steps=r["max_steps"],
-            algorithm=r.get("algorithm"), preference=r.get("preference"),
-            sft_max_steps=None if "algorithm" not in r else sft_end.get((r["base"], r["sft"])),
-            overrides=tuple(sorted((r.get("overrides") or {}).items())))
-        for r in config["runs"]
-    ]
+    sft_seeds = {(r["base"], r["sft"]): r.get("seeds") or study_seeds
+                 for r in config["runs"] if "algorithm" not in r}
+    runs = []
+    for r in config["runs"]:
+        is_sft = "algorithm" not in r
+        chain = sft_seeds.get((r["base"], r["sft"]))
+        one = Run(base=r["base"], sft=r["sft"], every=r["every"], max_steps=r["max_steps"],
+                  algorithm=r.get("algorithm"), preference=r.get("preference"),
+                  sft_max_steps=None if is_sft else sft_end.get((r["base"], r["sft"])),
+                  overrides=tuple(sorted((r.get("overrides") or {}).items())))
+        if chain:  # the SFT run is seeded: this run (SFT or PO) follows each of its seeds
+            runs += [replace(one, seed=seed, sft_seed=seed) for seed in chain]
+        elif not is_sft and r.get("seeds"):
+            runs += [replace(one, seed=seed) for seed in r["seeds"]]
+        else:
+            runs.append(one)
     by_path = {run.model_path: run for run in runs}
     for sweep in config.get("sweeps") or []:
         of = by_path.get(sweep["of"])
@@ -240,7 +296,8 @@ def result_settings(block: dict[str, Any] | None, stage: str) -> dict[str, Any]:
 
 
 # the config blocks the report shows
-STUDY_BLOCKS = ("models", "datasets", "questions", "training", "runs", "sweeps", "generation", "judge", "drift")
+STUDY_BLOCKS = ("models", "datasets", "questions", "training", "runs", "sweeps", "seeds", "generation", "judge",
+                "drift")
 
 
 def report_trigger(config: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +379,10 @@ class Study:
         """The config's ``training.<algorithm>`` block with the run's overrides (all keys)."""
         algorithm = algorithm or ("sft" if run.is_sft else run.algorithm)
         block = dict(self.config.get("training", {}).get(algorithm) or {})
-        return {**block, **dict(run.overrides)} if algorithm == (run.algorithm or "sft") else block
+        if algorithm == (run.algorithm or "sft"):
+            block = {**block, **dict(run.overrides)}
+        # a seeded run trains with its seed (and so does the reward model of a seeded SFT run)
+        return block if run.seed is None else {**block, "seed": run.seed}
 
     @property
     def algorithm_parts(self) -> list[str]:
@@ -359,8 +419,33 @@ class Study:
 
     @cached_property
     def evaluated_models(self) -> list[str]:
-        """Every model generated from and judged, each once (step 0 of PO runs is shared)."""
-        return list(dict.fromkeys(m for run in self.runs for m in run.evaluated_models))
+        """Every model generated from and judged, each once (step 0 of PO runs is shared), by the
+        key of its answers (``Run.sampled_at``: a seeded run's start has its own)."""
+        return list(dict.fromkeys(m for run in self.runs for m in run.sampled_keys))
+
+    @cached_property
+    def sampling_seeds(self) -> dict[str, int]:
+        """The sampling seed of every answer key of a seeded run (other keys use generation.seed)."""
+        return {key: run.seed for run in self.runs if run.seed is not None for key in run.sampled_keys}
+
+    def sampling_seed(self, sample_key: str) -> int | None:
+        return self.sampling_seeds.get(sample_key)
+
+    @cached_property
+    def seed_groups(self) -> dict[str, dict[int, Run]]:
+        """Runs repeated over seeds, by the unseeded run's model path, then seed (config order)."""
+        groups: dict[str, dict[int, Run]] = {}
+        for run in self.runs:
+            if run.seed is not None:
+                groups.setdefault(run.unseeded.model_path, {})[run.seed] = run
+        return groups
+
+    def seed_outputs(self) -> list[str]:
+        """The across-seed tables and seed-band figures of every seed group."""
+        return [f for group in self.seed_groups for f in (
+            paths.run_drift_across_seeds(group), paths.run_trajectory_across_seeds(group),
+            paths.seed_bands_plot(paths.run_seeds_dir(group), "png"),
+            paths.seed_bands_plot(paths.run_seeds_dir(group), "html"))]
 
     # target lists ------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ trained. The smallest step is the trajectory's start (t_0 of valuedrift.metrics)
           # or  hub: EleutherAI/pythia-70m           #   the repo's branches matching `branches` (default step(\\d+))
           steps: [0, 1000, 2000]                     #   optional: keep only these steps
 
+``sampling_seeds: [0, 1, 2]`` samples a series' checkpoints once per seed (imported once):
+the trajectories ``<name>-seed<N>``, one seed group ``<name>`` (sampling noise of its drift).
+
 Discovery runs when the workflow is loaded, so a new ``checkpoint-*`` folder becomes a
 new model key and only its jobs (and the tables after them) are scheduled. Hub listing
 goes through an injectable function (default: huggingface_hub.list_repo_refs).
@@ -30,7 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -77,6 +80,10 @@ class Trajectory:
     dtype: str = "float32"
     seed: int | None = None  # with seed_group: one seed of a study repeated over seeds
     seed_group: str | None = None
+    # sampling_seeds: this series is one sampling seed of the configured series `source`, whose
+    # imported checkpoints it samples again with that seed (its answers: <model key>/seed-<N>)
+    source: str | None = None
+    sampling_seed: int | None = None
     _by_step: dict[int, Checkpoint] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -113,14 +120,28 @@ class Trajectory:
             raise TrajectoryError(f"{step} is not a step of trajectory {self.name!r}: {self.steps}")
         return self._by_step[step]
 
+    @property
+    def imported_as(self) -> str:
+        """The name its checkpoints are imported under (shared by every sampling seed of a series)."""
+        return self.source or self.name
+
     def model_at(self, step: int) -> str:
         """Model key of the checkpoint at ``step``."""
         self.checkpoint(step)
-        return paths.external_model_key(self.name, step)
+        return paths.external_model_key(self.imported_as, step)
 
     def model_keys(self) -> dict[int, str]:
         """Model key per step, ascending."""
         return {s: self.model_at(s) for s in self.steps}
+
+    def sampled_at(self, step: int) -> str:
+        """Key of the answers at ``step``: the model key, or with a sampling seed ``<model key>/seed-<N>``."""
+        key = self.model_at(step)
+        return key if self.sampling_seed is None else paths.seeded_sample_key(key, self.sampling_seed)
+
+    def sampled_keys(self) -> dict[int, str]:
+        """Answer key per step, ascending."""
+        return {s: self.sampled_at(s) for s in self.steps}
 
     # what the rules of workflow/rules/trajectories.smk ask for (paths from valuedrift.paths)
 
@@ -137,12 +158,12 @@ class Trajectory:
 
     def stances_inputs(self) -> dict[str, str]:
         """Stance table of every checkpoint, named step_<N> (as the trajectory script expects)."""
-        return {f"step_{s}": paths.stances_file(key) for s, key in self.model_keys().items()}
+        return {f"step_{s}": paths.stances_file(key) for s, key in self.sampled_keys().items()}
 
     def drift_inputs(self) -> dict[str, str]:
         return {"trajectory": paths.trajectory_file(self.model_path), "questions": paths.questions_file(),
-                "start": paths.stances_file(self.model_at(self.start_step)),
-                "end": paths.stances_file(self.model_at(self.end_step))}
+                "start": paths.stances_file(self.sampled_at(self.start_step)),
+                "end": paths.stances_file(self.sampled_at(self.end_step))}
 
     def outputs(self) -> list[str]:
         """Its drift table and trajectory plots."""
@@ -242,11 +263,34 @@ def from_config(config: dict[str, Any], *, workdir: str | Path = ".", list_dir: 
                     raise TrajectoryError(f"config key '{key}' (step {c.step}): not a folder: {folder}")
         if (spec.get("seed") is None) != (spec.get("seed_group") is None):
             raise TrajectoryError(f"config key '{key}': give seed and seed_group together")
-        out.append(Trajectory(name=name, checkpoints=tuple(checkpoints),
-                              prompt_format=spec.get("prompt_format", "chat"), dtype=spec.get("dtype", "float32"),
-                              seed=spec.get("seed"), seed_group=spec.get("seed_group")))
+        one = Trajectory(name=name, checkpoints=tuple(checkpoints), prompt_format=spec.get("prompt_format", "chat"),
+                         dtype=spec.get("dtype", "float32"), seed=spec.get("seed"), seed_group=spec.get("seed_group"))
+        if spec.get("sampling_seeds"):
+            if spec.get("seed_group") is not None:
+                raise TrajectoryError(f"config key '{key}.sampling_seeds': the series is its own seed group "
+                                      f"({name}); drop seed and seed_group")
+            out += [replace(one, name=f"{name}-seed{s}", source=name, sampling_seed=s, seed=s, seed_group=name)
+                    for s in spec["sampling_seeds"]]
+        else:
+            out.append(one)
+    names = [t.name for t in out]
+    clash = sorted({n for n in names if names.count(n) > 1} | ({t.source for t in out if t.source} & set(names)))
+    if clash:
+        raise TrajectoryError(f"config key 'trajectories': {', '.join(clash)} named twice (a series with "
+                              f"sampling_seeds is <name>-seed<N> per seed)")
     seed_groups(out)  # checks that no seed is given twice in a group
     return out
+
+
+def imported(trajectories: Iterable[Trajectory]) -> dict[str, Trajectory]:
+    """One trajectory per name its checkpoints are imported under (the import rule's lookup)."""
+    return {t.imported_as: t for t in trajectories}
+
+
+def sampling_seeds(trajectories: Iterable[Trajectory]) -> dict[str, int]:
+    """The sampling seed of every answer key of a series with sampling_seeds."""
+    return {key: t.sampling_seed for t in trajectories if t.sampling_seed is not None
+            for key in t.sampled_keys().values()}
 
 
 def seed_groups(trajectories: Iterable[Trajectory]) -> dict[str, dict[int, Trajectory]]:

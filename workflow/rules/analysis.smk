@@ -55,7 +55,7 @@ rule sft_comparison_plot:
         html=paths.sft_comparison_plot("{base}", "html"),
         png=paths.sft_comparison_plot("{base}", "png"),
     params:
-        labels=lambda wc: [r.sft for r in STUDY.sft_groups[wc.base]],
+        labels=lambda wc: [r.label for r in STUDY.sft_groups[wc.base]],  # the SFT data (and seed)
         title=lambda wc: f"SFT of {wc.base}: datasets side by side",
         column_title="SFT data",
         figures=canonical(config["report"]["figures"]),

@@ -60,7 +60,7 @@ def segment_inputs(wildcards):
     if previous:
         inputs["previous"] = paths.model_dir(run.model_at(previous))
     if not run.is_sft and registry.get(run.algorithm).needs_reward_model:
-        inputs["reward_model"] = paths.reward_model_dir(run.base, run.sft, run.preference)
+        inputs["reward_model"] = run.reward_model
     return inputs
 
 
@@ -80,6 +80,15 @@ def stage_settings(stage):
     return result_settings(config[stage], stage)
 
 
+def sampling_settings(sample_key):
+    """The generation settings of one model's answers: a seeded run's are sampled with its seed."""
+    seed = STUDY.sampling_seed(sample_key)
+    if seed is None:  # a series' sampling seeds (EXTERNAL_SAMPLING_SEEDS: workflow/rules/trajectories.smk)
+        seed = EXTERNAL_SAMPLING_SEEDS.get(sample_key)
+    settings = stage_settings("generation")
+    return settings if seed is None else {**settings, "seed": seed}
+
+
 def chat_template_file(base):
     """models.<base>.chat_template when it is a file rather than a built-in template name."""
     value = config["models"][base].get("chat_template")
@@ -88,8 +97,9 @@ def chat_template_file(base):
 
 def prompt_format(model_key):
     """Chat template after training; the model's configured format for a base model."""
-    if paths.is_external_model(model_key):  # TRAJECTORIES: workflow/rules/trajectories.smk
-        return TRAJECTORIES[paths.external_trajectory_of(model_key)].prompt_format
+    model_key = paths.sampled_model(model_key)
+    if paths.is_external_model(model_key):  # IMPORTED: workflow/rules/trajectories.smk
+        return IMPORTED[paths.external_trajectory_of(model_key)].prompt_format
     if paths.is_base_model(model_key):
         return config["models"][paths.base_of(model_key)]["prompt_format"]
     return "chat"
@@ -103,14 +113,14 @@ def judge_model_dir():
 def trajectory_stances(wildcards):
     """Stance tables of every checkpoint of a run, step 0 being its start model."""
     run = run_for(wildcards)
-    return {f"step_{s}": paths.stances_file(run.model_at(s)) for s in [0, *run.steps]}
+    return {f"step_{s}": paths.stances_file(run.sampled_at(s)) for s in [0, *run.steps]}
 
 
 def drift_inputs(wildcards):
     """The trajectory, plus the start and end stances the magnitude's paired bootstrap resamples."""
     run = run_for(wildcards)
     return {"trajectory": paths.trajectory_file(run.model_path), "questions": paths.questions_file(),
-            "start": paths.stances_file(run.model_at(0)), "end": paths.stances_file(run.model_at(run.steps[-1]))}
+            "start": paths.stances_file(run.sampled_at(0)), "end": paths.stances_file(run.sampled_at(run.steps[-1]))}
 
 
 # Cluster execution (profiles/slurm, docs/cluster.md). What a job asks SLURM for comes

@@ -5,7 +5,7 @@
 
 rule drilldown:
     input:
-        unpack(lambda wc: {f"{kind}_{s}": fn(run_for(wc).model_at(s))
+        unpack(lambda wc: {f"{kind}_{s}": fn(run_for(wc).sampled_at(s))
                            for s in [0, *run_for(wc).steps]
                            for kind, fn in (("gen", paths.generations_file), ("stances", paths.stances_file))}),
         questions=paths.questions_file(),
@@ -26,7 +26,7 @@ rule drilldown:
 rule external_drilldown:
     input:
         unpack(lambda wc: {f"{kind}_{s}": fn(key)
-                           for s, key in TRAJECTORIES[wc.trajectory].model_keys().items()
+                           for s, key in TRAJECTORIES[wc.trajectory].sampled_keys().items()
                            for kind, fn in (("gen", paths.generations_file), ("stances", paths.stances_file))}),
         questions=paths.questions_file(),
     output:

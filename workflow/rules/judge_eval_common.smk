@@ -10,7 +10,7 @@ NO_NAME = "(?!)"  # a wildcard constraint nothing matches
 
 def study_model_keys():
     """Every model whose responses the study judges: each run's start model and checkpoints."""
-    return sorted({run.model_at(step) for run in RUNS for step in [0, *run.steps]})
+    return sorted({run.sampled_at(step) for run in RUNS for step in [0, *run.steps]})
 
 
 def judge_stance_files(name):

@@ -1,5 +1,6 @@
 # One static HTML page for every run of the study (<results_dir>/report/index.html).
 from valuedrift import controlled
+from valuedrift.report import series_view as vd_series_view
 from valuedrift.study import report_trigger
 from valuedrift.vprism import workflow as vprism_workflow
 
@@ -8,7 +9,10 @@ from valuedrift.vprism import workflow as vprism_workflow
 rule report:
     input:
         **STUDY.report_inputs({"vprism": vprism_workflow.report_inputs(config), "evals": EVALS_OUTPUTS,
-                               "samples": SAMPLE_TABLE_OUTPUTS, "controlled": controlled.report_inputs(config)}),
+                               "samples": SAMPLE_TABLE_OUTPUTS, "controlled": controlled.report_inputs(config),
+                               # checkpoint series and seed groups (trajectories.smk, seeds.smk: included later)
+                               "series": lambda wc: vd_series_view.report_inputs(
+                                   TRAJECTORIES.values(), SEED_GROUPS, STUDY.seed_groups)}),
     output:
         paths.report_index(),
     params:

@@ -8,21 +8,23 @@ try:
     TRAJECTORIES = {t.name: t for t in vd_trajectories.from_config(config, workdir=".")}
 except vd_trajectories.TrajectoryError as err:
     raise WorkflowError(f"invalid config:\n{err}")
+IMPORTED = vd_trajectories.imported(TRAJECTORIES.values())  # a series' sampling seeds share its imports
+EXTERNAL_SAMPLING_SEEDS = vd_trajectories.sampling_seeds(TRAJECTORIES.values())
 
 
 wildcard_constraints:
-    trajectory=_alternatives(TRAJECTORIES) or "^$",
+    trajectory=_alternatives({*TRAJECTORIES, *IMPORTED}) or "^$",
     seed_group=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
 rule import_external_checkpoint:
     input:
-        unpack(lambda wc: TRAJECTORIES[wc.trajectory].import_inputs(int(wc.step), config["models"])),
+        unpack(lambda wc: IMPORTED[wc.trajectory].import_inputs(int(wc.step), config["models"])),
     output:
         directory(paths.model_dir(paths.external_model_key("{trajectory}", "{step}"))),
     params:
-        spec=lambda wc: TRAJECTORIES[wc.trajectory].checkpoint(int(wc.step)).spec(),
-        dtype=lambda wc: TRAJECTORIES[wc.trajectory].dtype,
+        spec=lambda wc: IMPORTED[wc.trajectory].checkpoint(int(wc.step)).spec(),
+        dtype=lambda wc: IMPORTED[wc.trajectory].dtype,
     log:
         paths.log_file("import_external_checkpoint", paths.external_model_key("{trajectory}", "{step}")),
     resources:
@@ -103,11 +105,12 @@ rule seed_group_tables:
 
 
 # `snakemake trajectories`: every configured trajectory's drift table and plots, and the
-# across-seed tables of every seed group.
+# across-seed tables and seed-band figure of every seed group (rule in seeds.smk).
 rule trajectories:
     input:
         [out for t in TRAJECTORIES.values() for out in t.outputs()],
-        [paths.drift_across_seeds_table(g) for g in SEED_GROUPS],
+        [f for g in SEED_GROUPS for f in (paths.drift_across_seeds_table(g),
+                                          paths.seed_bands_plot(paths.seed_group_dir(g), "png"))],
 
 
 workflow.localrules("external_trajectory", "external_drift_table", "external_trajectory_plot", "seed_group_tables")

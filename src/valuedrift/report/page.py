@@ -20,6 +20,7 @@ from .. import atomic, paper_tables, paths, tables
 from ..study import Study
 from . import evals_view as _evals_sections  # noqa: F401  (registers the evals and samples sections)
 from . import controlled_view as _controlled_section  # noqa: F401  (registers the controlled-experiment section)
+from . import series_view as _series_sections  # noqa: F401  (registers the checkpoint-series and seed sections)
 from . import readers, sections
 
 TOC = [("caveat", "Read this first"), ("summary", "Summary"), ("tables", "Drift tables"), ("figures", "Figures"),
@@ -148,11 +149,11 @@ def run_views(model: Study, study_drift: pl.DataFrame, links: Links, decimals: i
         files = [links(paths.drift_table(mp)), links(paths.trajectory_file(mp)), links(paths.training_log(mp)),
                  links(paths.trajectory_plot(mp, "html")), links(paths.trajectory_plot(mp, "png"))]
         if not run.is_sft and registry.get(run.algorithm).needs_reward_model:
-            files.append(links(paths.reward_model_dir(run.base, run.sft, run.preference), "reward model", folder=True))
+            files.append(links(run.reward_model, "reward model", folder=True))
         steps = [[s, links(paths.model_dir(run.model_at(s)), run.model_at(s), folder=True),
-                  links(paths.generations_file(run.model_at(s)), "generations"),
-                  links(paths.stances_file(run.model_at(s)), "stances"),
-                  links(paths.judge_accounting_file(run.model_at(s)), "accounting")] for s in [0, *run.steps]]
+                  links(paths.generations_file(run.sampled_at(s)), "generations"),
+                  links(paths.stances_file(run.sampled_at(s)), "stances"),
+                  links(paths.judge_accounting_file(run.sampled_at(s)), "accounting")] for s in [0, *run.steps]]
         files.append(links(paths.drilldown_page(mp), "answers behind the drift (drill-down)"))
         views.append({"id": f"run-{mp}", "label": run.study_label, "path": mp, "files": files, "steps": steps,
                       "figure": figure(links, paths.trajectory_plot(mp, "png"), paths.trajectory_plot(mp, "html"),

@@ -1,0 +1,146 @@
+"""The report's sections for existing checkpoint series and for seed variance (issue 16).
+
+* "Existing checkpoint series": every bring-your-own trajectory (config ``trajectories``) with
+  its drift table (magnitude, paired-bootstrap CI, significance) and v(T) figure, like a
+  trained run, and a link to its drill-down page.
+* "Seed variance": every run or series repeated over seeds, with its seed bands on v(T) and,
+  per topic and stance, whether the mean drift exceeds the spread over seeds.
+
+The views read only the files of the report rule's input ``series`` (``report_inputs``), and
+find each series' files by folder: a folder with a ``drift.csv`` is a series, one with a
+``drift-across-seeds.csv`` a seed group. None (no such files): the page leaves a section out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import polars as pl
+
+from .. import paths, tables
+from .sections import Section, register
+
+DRIFT = "drift.csv"
+ACROSS = "drift-across-seeds.csv"
+
+
+def report_inputs(trajectories: Iterable[Any], external_seed_groups: Iterable[str],
+                  run_seed_groups: Iterable[str]) -> list[str]:
+    """The files the two sections read: per trajectory its drift table, figure and drill-down
+    page; per seed group (external, then trained runs) its across-seed table and seed bands."""
+    files = []
+    for t in trajectories:
+        mp = t.model_path
+        files += [paths.drift_table(mp), paths.trajectory_plot(mp, "png"), paths.trajectory_plot(mp, "html"),
+                  paths.drilldown_page(mp)]
+    for folder, table in [*[(paths.seed_group_dir(g), paths.drift_across_seeds_table(g)) for g in external_seed_groups],
+                          *[(paths.run_seeds_dir(g), paths.run_drift_across_seeds(g)) for g in run_seed_groups]]:
+        files += [table, paths.seed_bands_plot(folder, "png"), paths.seed_bands_plot(folder, "html")]
+    return files
+
+
+def _folders(files: list[str] | None, marker: str) -> dict[str, dict[str, str]]:
+    by_folder: dict[str, dict[str, str]] = defaultdict(dict)
+    for f in files or []:
+        by_folder[str(Path(f).parent)][Path(f).name] = f
+    return {folder: named for folder, named in by_folder.items() if marker in named}
+
+
+def _name(folder: str, root: str) -> str:
+    return os.path.relpath(folder, root)
+
+
+def _flags(column: pl.Series) -> pl.Series:
+    """A yes/no column as booleans: a CSV column with no value at all (one seed: no spread) reads as text."""
+    if column.dtype == pl.Boolean:
+        return column
+    return column.cast(pl.String).str.to_lowercase().replace_strict({"true": True, "false": False}, default=None,
+                                                                    return_dtype=pl.Boolean)
+
+
+def _yes_no(value: bool | None, none: str = "–") -> str:
+    return {True: "yes", False: "no"}.get(value, none)
+
+
+def _fmt(value: float | None, decimals: int) -> str:
+    """Fixed decimals; a value too small for them (a tiny model's drift) in scientific notation, not as 0.00."""
+    if value is None:
+        return "–"
+    if value != 0 and abs(value) < 0.5 * 10 ** -decimals:
+        return f"{value:.1e}"
+    return f"{value:.{decimals}f}"
+
+
+def _figure(links, named: dict[str, str], stem: str, caption: str, fig_id: str) -> dict[str, Any] | None:
+    png, page = named.get(f"{stem}.png"), named.get(f"{stem}.html")
+    if png is None or page is None:
+        return None
+    return {"id": fig_id, "png": links.rel(png), "html": links.rel(page), "caption": caption}
+
+
+def series_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, Any] | None:
+    """Per existing checkpoint series: its drift per topic and stance (CI, significance) and v(T)."""
+    folders = _folders(files, DRIFT)
+    if not folders:
+        return None
+    out = []
+    for folder, named in folders.items():
+        name = _name(folder, str(paths.RESULTS / "drift" / paths.EXTERNAL))
+        drift = tables.read(named[DRIFT], "drift")
+        has_ci = "magnitude_ci_low" in drift.columns  # valuedrift.significance's columns
+        if has_ci:
+            drift = drift.with_columns(_flags(drift["significant"]))
+        rows = []
+        for r in drift.iter_rows(named=True):
+            ci = (f"[{_fmt(r['magnitude_ci_low'], decimals)}, {_fmt(r['magnitude_ci_high'], decimals)}]"
+                  if has_ci and r["magnitude_ci_low"] is not None else "–")
+            sig = _yes_no(r["significant"]) if has_ci else "–"
+            rows.append([r["topic"], r["stance"], _fmt(r["start"], decimals), _fmt(r["end"], decimals),
+                         _fmt(r["magnitude"], decimals), ci, sig, _fmt(r["drift_time"], decimals)])
+        steps = int(drift["total_steps"].max()) if drift.height else 0
+        significant = int(drift["significant"].fill_null(False).sum()) if has_ci else 0
+        files_view = [links(f, label) for label, f in (("drift table", named.get(DRIFT)),
+                                                        ("answers behind the drift (drill-down)",
+                                                         named.get("drilldown.html"))) if f]
+        out.append({"id": f"series-{name}", "name": name, "steps": steps, "rows": rows,
+                    "significant": significant, "tested": drift.drop_nulls("significant").height if has_ci else 0,
+                    "files": files_view,
+                    "figure": _figure(links, named, "trajectory", f"v(T) over the checkpoints of {name}",
+                                      f"fig-series-{name}")})
+    return {"series": out}
+
+
+def seeds_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, Any] | None:
+    """Per seed group: seed bands on v(T), and per topic and stance whether the drift exceeds the seed spread."""
+    folders = _folders(files, ACROSS)
+    if not folders:
+        return None
+    groups = []
+    for folder, named in folders.items():
+        external = Path(folder).is_relative_to(paths.seed_group_dir(""))
+        name = _name(folder, paths.seed_group_dir("") if external else paths.run_seeds_dir(""))
+        across = tables.read(named[ACROSS], "drift_across_seeds")
+        across = across.with_columns(_flags(across["exceeds_seed_spread"]))
+        rows = []
+        for r in across.iter_rows(named=True):
+            exceeds = _yes_no(r["exceeds_seed_spread"], "– (one seed)")
+            rows.append([r["topic"], r["stance"], r["n_seeds"], _fmt(r["magnitude_mean"], decimals),
+                         _fmt(r["magnitude_sd"], decimals),
+                         f"[{_fmt(r['magnitude_min'], decimals)}, {_fmt(r['magnitude_max'], decimals)}]",
+                         f"{r['significant_seeds']} of {r['n_seeds']}", exceeds])
+        exceeding = int(across["exceeds_seed_spread"].fill_null(False).sum())
+        groups.append({"id": f"seeds-{name}", "name": name, "kind": "checkpoint series" if external else "trained run",
+                       "n_seeds": int(across["n_seeds"].max()) if across.height else 0, "rows": rows,
+                       "exceeding": exceeding, "tested": across.drop_nulls("exceeds_seed_spread").height,
+                       "files": [links(named[ACROSS], "across-seed drift table")],
+                       "figure": _figure(links, named, "seed-bands", f"v(T) over seeds: {name}", f"fig-seeds-{name}")})
+    return {"groups": groups}
+
+
+register(Section("series", "Existing checkpoint series", "series_section.html.j2",
+                 lambda c: series_view(c.inputs.get("series"), c.links, c.decimals), before="runs"))
+register(Section("seeds", "Seed variance", "seeds_section.html.j2",
+                 lambda c: seeds_view(c.inputs.get("series"), c.links, c.decimals), before="runs"))

@@ -85,8 +85,9 @@ def run_schedules(config: dict[str, Any], workdir: str | Path = ".") -> list[dic
 
 
 def schedule_warnings(config: dict[str, Any], workdir: str | Path = ".") -> list[str]:
-    """Checkpoints trained at lr 0 (warmup on a short schedule), runs that stop before their
-    schedule ends (its last steps never evaluated), and runs whose max_steps lie beyond it."""
+    """Checkpoints trained at lr 0 (warmup on a short schedule), runs that stop before a schedule
+    derived from epochs x data ends (its last steps never evaluated; a ``schedule_steps`` set in
+    the config is taken as meant), and runs whose max_steps lie beyond it."""
     out = []
     for s in run_schedules(config, workdir):
         run, horizon, algorithm, settings = s["run"], s["horizon"], s["algorithm"], s["settings"]
@@ -113,7 +114,7 @@ def schedule_warnings(config: dict[str, Any], workdir: str | Path = ".") -> list
                            f"{settings.warmup_steps(horizon)} step(s) of its {schedule} starts at 0): it holds the "
                            f"weights of {start}, {meaning}; set {key}.warmup_ratio: 0 or use a longer schedule")
             previous = step
-        if run.max_steps < horizon:
+        if run.max_steps < horizon and not settings.schedule_steps:  # a schedule_steps set by hand is meant
             out.append(f"{where}: stops at step {run.max_steps} of its {schedule}: its last {horizon - run.max_steps} "
                        f"steps (the end of the learning-rate schedule) are never trained or evaluated; "
                        f"fine if you will raise max_steps later, else set {key}.schedule_steps: {run.max_steps}")

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from valuedrift import cluster as vd_cluster
 from valuedrift import config as vd_config
 from valuedrift import launch as vd_launch
 from valuedrift import models as vd_models
@@ -116,6 +117,17 @@ def drift_inputs(wildcards):
 # Cluster execution (profiles/slurm, docs/cluster.md). What a job asks SLURM for comes
 # from config `resources` per rule family and base model (valuedrift.launch.request);
 # resources are not rerun triggers, so tuning them never rebuilds a result.
+
+
+onstart:
+    # Before the first sbatch: a cluster whose job states the SLURM plugin cannot poll (no
+    # accounting, sacct failing) stops here, naming the flag/profile key to set. Hooks run
+    # only in the planning process (jobs get --no-hooks) and never in a dry run.
+    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+        try:
+            vd_cluster.check_status_polling(workflow.executor_settings)
+        except vd_cluster.ClusterError as err:
+            raise WorkflowError(str(err))
 
 
 def job_resources(family, model):

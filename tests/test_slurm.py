@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, tiny_config, write_config
+from conftest import REPO, copy_workflow, tiny_config, write_config
 from valuedrift import config as vd_config
 from valuedrift import launch, tables
 
@@ -193,18 +193,6 @@ def test_slurm_profile_entries_are_commented():
 
 
 # --------------------------------------------------------------------------- snakemake helpers
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "profiles", "data"):
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, dest / item, symlinks=True)
-        else:
-            shutil.copy(src, dest / item)
-    (dest / "config").mkdir(exist_ok=True)
-    return dest
-
 
 def slurm_study(tiny_model: Path, launcher: str = "ddp", max_steps: int = 4) -> dict:
     """The tiny SFT run for the local SLURM: one 4-step segment on 2 (fake) GPUs = 2 processes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -202,3 +203,29 @@ def kill9_when(proc: subprocess.Popen, ready, *, timeout: float = 300, delay: fl
     if job is None:
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, out[-2000:])
     return out
+
+
+# --------------------------------------------------------------------------- the one local SLURM
+
+@contextlib.contextmanager
+def local_slurm_session(timeout: float = 3600):
+    """Hold the machine's one local SLURM (tools/local-slurm.sh: one state dir, fixed ports) for a
+    test module: an exclusive lock that other pytest sessions' SLURM fixtures wait for, so that no
+    session restarts the daemons (in another mode) or stops them under another's running jobs."""
+    import fcntl
+
+    path = Path(os.environ.get("VALUEDRIFT_SLURM_DIR", "/tmp/valuedrift-slurm").rstrip("/") + ".session.lock")
+    with open(path, "w") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session holds the local SLURM ({path}) for over {timeout:.0f} s")
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

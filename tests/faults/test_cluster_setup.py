@@ -6,7 +6,8 @@ Without the check in the workflow's start hook (valuedrift.cluster), `snakemake 
 profiles/slurm` submits the jobs, they COMPLETE, and Snakemake waits for them without end: the
 plugin polls with sacct, which fails here, and logs that at debug level only. With it, the run
 stops before anything is submitted (no local job runs either), naming the flag and the profile
-key; with that flag the same command builds the target. The job's own Snakemake (`--mode
+key, also when squeue is asked for but the plugin would fall back to sacct (MinJobAge shorter
+than 3 x the first status check's delay); with the flag the same command builds the target. The job's own Snakemake (`--mode
 remote`, inside the SLURM job) does not repeat the planning-time warnings. Last, the two
 sbatch errors users meet first (an unknown partition, more CPUs per GPU than a node has) reach
 the user in SLURM's own words, and nothing finished is lost.
@@ -24,8 +25,8 @@ import time
 
 import pytest
 
-from conftest import REPO, write_config
-from test_slurm import copy_workflow, run_snakemake, slurm_study
+from conftest import REPO, copy_workflow, local_slurm_session, write_config
+from test_slurm import run_snakemake, slurm_study
 from valuedrift import cluster, tables
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -39,14 +40,15 @@ def slurm_without_accounting():
         pytest.skip("tools/local-slurm.sh needs root (CI runs as root)")
     script = REPO / "tools/local-slurm.sh"
     env = {**os.environ, "VALUEDRIFT_SLURM_ACCOUNTING": "0"}
-    up = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=1800, env=env)
-    if up.returncode != 0:
-        pytest.fail(f"tools/local-slurm.sh up (no accounting) failed ({up.returncode}):\n{up.stderr[-4000:]}")
-    conf = re.search(r"export SLURM_CONF=(\S+)", up.stdout).group(1)
-    saved = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = conf
-    yield conf
-    subprocess.run([str(script), "down"], capture_output=True, text=True, timeout=300, env=env)
+    with local_slurm_session():  # never restart the daemons under another session's jobs
+        up = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=1800, env=env)
+        if up.returncode != 0:
+            pytest.fail(f"tools/local-slurm.sh up (no accounting) failed ({up.returncode}):\n{up.stderr[-4000:]}")
+        conf = re.search(r"export SLURM_CONF=(\S+)", up.stdout).group(1)
+        saved = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = conf
+        yield conf
+        subprocess.run([str(script), "down"], capture_output=True, text=True, timeout=300, env=env)
     if saved is None:
         os.environ.pop("SLURM_CONF", None)
     else:
@@ -94,6 +96,17 @@ def test_cluster_without_accounting_stops_before_submitting_and_the_named_flag_r
     assert "--slurm-status-command squeue" in out and "`slurm-status-command: squeue` in profiles/slurm" in out
     assert slurm_jobs() == before, "a job was submitted"
     assert not (wd / "results").exists() or not any((wd / "results").rglob("*.parquet")), "a local job ran"
+
+    # squeue asked for, but a first status check so late that MinJobAge (300 s) could lose a
+    # finished job: the plugin would poll with sacct after all; the check says what to change
+    proc = run_snakemake(wd, "--slurm-init-seconds-before-status-checks", "200", "--slurm-status-command", "squeue",
+                         TARGET, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "You set the status command to squeue, but the SLURM plugin falls back to sacct because MinJobAge " \
+           "(300 sec) is shorter than 3 x slurm-init-seconds-before-status-checks (200 s)" in out, out[-4000:]
+    assert "lower `slurm-init-seconds-before-status-checks` in profiles/slurm/config.yaml" in out
+    assert slurm_jobs() == before, "a job was submitted"
 
     # the fix the message names: the same command with squeue polling builds the target
     t0 = time.monotonic()

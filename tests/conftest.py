@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,19 +67,25 @@ def tiny_config(model_dir: Path, **overrides) -> dict:
     return cfg
 
 
-@pytest.fixture
-def workdir(tmp_path) -> Path:
-    """A scratch working directory holding a copy of the workflow (Snakefile, rules, data)."""
+def copy_workflow(dest: Path) -> Path:
+    """``dest`` holding a copy of the workflow (Snakefile, rules, profiles, data) and an empty config/."""
+    dest.mkdir(parents=True, exist_ok=True)
     for item in ("Snakefile", "workflow", "profiles", "data", "envs", "configs"):
         src = REPO / item
         if not src.exists():
             continue
         if src.is_dir():
-            shutil.copytree(src, tmp_path / item, symlinks=True)
+            shutil.copytree(src, dest / item, symlinks=True)
         else:
-            shutil.copy(src, tmp_path / item)
-    (tmp_path / "config").mkdir()
-    return tmp_path
+            shutil.copy(src, dest / item)
+    (dest / "config").mkdir(exist_ok=True)
+    return dest
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A scratch working directory holding a copy of the workflow (Snakefile, rules, data)."""
+    return copy_workflow(tmp_path)
 
 
 def write_config(workdir: Path, cfg: dict, name: str = "config.yaml") -> Path:
@@ -110,3 +119,113 @@ def planned_jobs(workdir: Path, *args: str, prefix: list[str] | None = None) -> 
         if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+# --------------------------------------------------------------------------- kill -9 helpers
+# (tests/faults/test_kill_*.py, tests/test_openai_judge.py, tests/test_training_workflow.py)
+
+def cache_entries(root: Path) -> int:
+    """Entries of an LLM/judge call cache (one JSON file per cached call)."""
+    return sum(1 for _ in Path(root).rglob("*.json")) if Path(root).exists() else 0
+
+
+def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
+    """`snakemake --profile profiles/local ...` in the background, in a session of its own (so
+    that os.killpg takes it and its jobs at once, as a node failure or ``scancel`` does)."""
+    cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles/local"), *args]
+    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+
+
+def snakemake_job(snake: subprocess.Popen, script: str, timeout: float = 600):
+    """The running job of Snakemake ``snake`` whose command line names ``script`` (a
+    psutil.Process), once it has started; fails if Snakemake ends first."""
+    import psutil
+
+    parent = psutil.Process(snake.pid)
+    deadline = time.monotonic() + timeout
+    while True:
+        for child in parent.children(recursive=True):
+            try:
+                if any(script in part for part in child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        if snake.poll() is not None:
+            pytest.fail(f"snakemake ended before its {script} job ran:\n{_output(snake)[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {script} job within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def _output(proc: subprocess.Popen) -> str:
+    out = proc.stdout.read() if proc.stdout else ""
+    return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+
+
+def kill9_when(proc: subprocess.Popen, ready, *, timeout: float = 300, delay: float = 0.0,
+               group: bool = False, job=None) -> str:
+    """SIGKILL ``proc`` (its whole process group with ``group``; or only the psutil process
+    ``job`` and its children, e.g. one Snakemake job) once ``ready()`` holds, ``delay`` seconds
+    later. Fails if ``proc`` (or ``job``) ends before the kill. Returns ``proc``'s output; after
+    a kill of ``proc`` itself, its exit status is -SIGKILL (checked)."""
+    def victim_alive():
+        if job is None:
+            return proc.poll() is None
+        return job.is_running() and job.status() != "zombie"
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None or not victim_alive():
+                pytest.fail(f"the job ended before the kill:\n{_output(proc)[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready for the kill within {timeout:.0f} s")
+            time.sleep(0.01)
+        time.sleep(delay)
+        assert proc.poll() is None and victim_alive(), "the job finished before the kill: make it slower"
+        if job is not None:
+            for p in [job, *job.children(recursive=True)]:
+                p.send_signal(signal.SIGKILL)
+        elif group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+    except BaseException:  # leave nothing running behind a failed test
+        if proc.poll() is None:
+            own_group = os.getpgid(proc.pid) == proc.pid
+            os.killpg(proc.pid, signal.SIGKILL) if own_group else proc.kill()
+        proc.wait(timeout=30)
+        raise
+    out = proc.communicate(timeout=300)[0]
+    out = out.decode(errors="replace") if isinstance(out, bytes) else out or ""
+    if job is None:
+        assert proc.returncode == -signal.SIGKILL, (proc.returncode, out[-2000:])
+    return out
+
+
+# --------------------------------------------------------------------------- the one local SLURM
+
+@contextlib.contextmanager
+def local_slurm_session(timeout: float = 3600):
+    """Hold the machine's one local SLURM (tools/local-slurm.sh: one state dir, fixed ports) for a
+    test module: an exclusive lock that other pytest sessions' SLURM fixtures wait for, so that no
+    session restarts the daemons (in another mode) or stops them under another's running jobs."""
+    import fcntl
+
+    path = Path(os.environ.get("VALUEDRIFT_SLURM_DIR", "/tmp/valuedrift-slurm").rstrip("/") + ".session.lock")
+    with open(path, "w") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session holds the local SLURM ({path}) for over {timeout:.0f} s")
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -299,9 +299,5 @@ def raw_chat(base_url: str, body: dict, api_key: str | None = None, timeout_s: f
         return json.loads(resp.read())
 
 
-def cache_entries(cache_dir: Path) -> int:
-    return sum(1 for _ in Path(cache_dir).rglob("*.json")) if Path(cache_dir).exists() else 0
-
-
 def env_with(**extra: str) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", **extra}

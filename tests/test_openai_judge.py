@@ -11,18 +11,16 @@ import json
 import math
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from llm_server import (FaultPlan, FaultProxy, LlamaServer, cache_entries, env_with, missing_server_dependency,
-                        raw_chat)
+from conftest import cache_entries, kill9_when
+from llm_server import FaultPlan, FaultProxy, LlamaServer, env_with, missing_server_dependency, raw_chat
 from valuedrift import prompts as judge_prompts
 from valuedrift.cache import DiskCache
 from valuedrift.judge import judge_table
@@ -270,17 +268,7 @@ def test_kill9_midrun_then_rerun_pays_only_for_the_rest(proxy, server, reference
     job = subprocess.Popen([sys.executable, str(tmp_path / "judge_job.py"), proxy.base_url, str(cache_dir),
                             str(tmp_path / "prompts.json")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            env=env_with(**{KEY_ENV: server.api_key}))
-    try:
-        deadline = time.monotonic() + 90
-        while cache_entries(cache_dir) < 3 and time.monotonic() < deadline and job.poll() is None:
-            time.sleep(0.05)
-        assert job.poll() is None, f"the judging job ended early:\n{job.stdout.read().decode()[-2000:]}"
-        os.kill(job.pid, signal.SIGKILL)
-    finally:
-        if job.poll() is None:
-            job.kill()
-        job.wait(timeout=30)
-    assert job.returncode == -signal.SIGKILL
+    kill9_when(job, lambda: cache_entries(cache_dir) >= 3, timeout=90)
     done = cache_entries(cache_dir)
     assert 3 <= done < len(PROMPTS), done
     proxy.wait_idle()  # the request in flight at the kill still reaches the server

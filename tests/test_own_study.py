@@ -359,6 +359,25 @@ def test_workflow_start_prints_the_warnings_and_a_dry_run_the_estimate(workdir, 
     assert "Disk (estimate):" in proc.stderr and "total" in proc.stderr
 
 
+@pytest.mark.slow
+def test_a_job_does_not_replan(workdir, tiny_model):
+    """Every SLURM job parses the Snakefile again, as `snakemake --mode remote --target-jobs ...`
+    (its sbatch --wrap, docs/cluster.md). The warnings (which read dataset sizes and model
+    headers) belong to the planning process only, not to every job's log. Through real SLURM:
+    tests/faults/test_cluster_setup.py."""
+    write_config(workdir, tiny_config(tiny_model))  # warns: the local judge 'tiny' has 0M parameters
+    planning = snakemake(workdir, "-n", "results/vprism/questions.parquet")
+    assert "valuedrift warning: config key 'judge.model'" in planning.stderr
+    # the job as the SLURM plugin's job step starts it (its flags, with the local executor)
+    job = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", "Snakefile", "--target-jobs", "questions:",
+                          "--allowed-rules", "questions", "--cores", "1", "--force", "--no-hooks", "--nolock",
+                          "--ignore-incomplete", "--mode", "remote"], cwd=workdir, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert (workdir / "results/vprism/questions.parquet").is_file()  # the job ran its rule
+    assert "valuedrift warning" not in job.stdout + job.stderr and "Disk (estimate)" not in job.stderr
+
+
 # -- 4. categories, topics and the topic column are documented ----------------------------------
 
 def test_the_docs_list_every_category_with_its_topic_and_the_topic_column():

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, tiny_config, write_config
+from conftest import REPO, copy_workflow, local_slurm_session, tiny_config, write_config
 from valuedrift import config as vd_config
 from valuedrift import launch, tables
 
@@ -193,18 +193,6 @@ def test_slurm_profile_entries_are_commented():
 
 
 # --------------------------------------------------------------------------- snakemake helpers
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "profiles", "data"):
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, dest / item, symlinks=True)
-        else:
-            shutil.copy(src, dest / item)
-    (dest / "config").mkdir(exist_ok=True)
-    return dest
-
 
 def slurm_study(tiny_model: Path, launcher: str = "ddp", max_steps: int = 4) -> dict:
     """The tiny SFT run for the local SLURM: one 4-step segment on 2 (fake) GPUs = 2 processes."""
@@ -390,16 +378,17 @@ def local_slurm():
     if os.geteuid() != 0:
         pytest.skip("tools/local-slurm.sh needs root (CI runs as root)")
     script = REPO / "tools/local-slurm.sh"
-    t0 = time.time()
-    up = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=1800)
-    if up.returncode != 0:
-        pytest.fail(f"tools/local-slurm.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
-    conf = re.search(r"export SLURM_CONF=(\S+)", up.stdout).group(1)
-    saved = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = conf
-    print(f"local SLURM up in {time.time() - t0:.0f} s")
-    yield conf
-    subprocess.run([str(script), "down"], capture_output=True, text=True, timeout=300)
+    with local_slurm_session():
+        t0 = time.time()
+        up = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=1800)
+        if up.returncode != 0:
+            pytest.fail(f"tools/local-slurm.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
+        conf = re.search(r"export SLURM_CONF=(\S+)", up.stdout).group(1)
+        saved = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = conf
+        print(f"local SLURM up in {time.time() - t0:.0f} s")
+        yield conf
+        subprocess.run([str(script), "down"], capture_output=True, text=True, timeout=300)
     if saved is None:
         os.environ.pop("SLURM_CONF", None)
     else:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 from safetensors.torch import load_file
 
-from conftest import REPO, planned_jobs, snakemake, tiny_config, write_config
+from conftest import kill9_when, planned_jobs, snakemake, start_snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -78,11 +74,6 @@ def test_every_algorithm_runs_two_chained_segments(workdir, tiny_model):
     assert (workdir / _final("dpo", 4) / "model.safetensors").exists(), "a failed extension lost a checkpoint"
 
 
-def _kill_group(proc):
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
 def test_kill_9_mid_segment_keeps_finished_checkpoints(workdir, tiny_model, tmp_path):
     cfg = _config(tiny_model, sft_steps=3)
     cfg["runs"] = cfg["runs"][:1]
@@ -92,16 +83,10 @@ def test_kill_9_mid_segment_keeps_finished_checkpoints(workdir, tiny_model, tmp_
     first = workdir / "results/models/tiny/sft-demo-instruct/checkpoint-1"
     first_mtime = (first / "model.safetensors").stat().st_mtime
 
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles/local"), target]
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = start_snakemake(workdir, target)
     log = workdir / "logs/train/tiny/sft-demo-instruct/checkpoint-2.log"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (log.exists() and "training up to step 2" in log.read_text()):
-        if proc.poll() is not None:
-            pytest.fail("snakemake finished before it could be killed")
-        time.sleep(0.05)
-    _kill_group(proc)  # kill -9 snakemake and the training job mid-segment
+    # kill -9 snakemake and the training job mid-segment
+    kill9_when(proc, lambda: log.exists() and "training up to step 2" in log.read_text(), group=True)
     assert not (workdir / "results/models/tiny/sft-demo-instruct/checkpoint-2").exists()
 
     snakemake(workdir, "--unlock")  # a kill -9 leaves Snakemake's lock behind (as documented)

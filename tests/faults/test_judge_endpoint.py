@@ -19,8 +19,9 @@ import urllib.request
 
 import pytest
 
-from llm_server import (LOOPBACK, FaultPlan, FaultProxy, LlamaServer, cache_entries, free_port,
-                        gguf_model_path, missing_server_dependency)
+from conftest import cache_entries
+from llm_server import (LOOPBACK, FaultPlan, FaultProxy, LlamaServer, free_port, gguf_model_path,
+                        missing_server_dependency)
 from valuedrift import prompts as judge_prompts
 from valuedrift.judge import stance_distribution
 from valuedrift.llm import EndpointError, OpenAIChatClient, endpoint_identity

@@ -18,38 +18,21 @@ uninterrupted run's, which moves the float32 logits in the last digits.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
-import psutil
 import pytest
 
-from conftest import REPO, snakemake, tiny_config, write_config
+from conftest import (cache_entries, copy_workflow, kill9_when, snakemake, snakemake_job, start_snakemake,
+                      tiny_config, write_config)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TARGET = "results/stances/tiny/base.parquet"
 TABLES = ["results/vprism/questions.parquet", "results/generations/tiny/base.parquet", TARGET]
 SEED = 17
-
-
-def _workflow_copy(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "profiles", "data", "envs", "configs"):
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, dest / item, symlinks=True)
-        elif src.exists():
-            shutil.copy(src, dest / item)
-    (dest / "config").mkdir()
-    return dest
 
 
 def _config(tiny_model):
@@ -63,7 +46,7 @@ def _config(tiny_model):
 
 @pytest.fixture(scope="module")
 def reference(tiny_model, tmp_path_factory):
-    wd = _workflow_copy(tmp_path_factory.mktemp("uninterrupted"))
+    wd = copy_workflow(tmp_path_factory.mktemp("uninterrupted"))
     write_config(wd, _config(tiny_model))
     snakemake(wd, TARGET)
     return {t: pl.read_parquet(wd / t) for t in TABLES}
@@ -84,53 +67,29 @@ def _assert_same_table(got: pl.DataFrame, want: pl.DataFrame, name: str) -> None
     assert diff <= STANCE_TOL, f"{name}: stance probabilities differ by {diff:g}"
 
 
-def _job(snake: psutil.Process, script: str) -> psutil.Process | None:
-    for child in snake.children(recursive=True):
-        try:
-            if any(script in part for part in child.cmdline()):
-                return child
-        except psutil.NoSuchProcess:
-            continue
-    return None
-
-
 def _cache_entries(wd: Path) -> int:
-    root = wd / "results/cache/llm"
-    return sum(1 for _ in root.rglob("*.json")) if root.exists() else 0
+    return cache_entries(wd / "results/cache/llm")
 
 
 @pytest.mark.parametrize("victim", ["generate", "judge", "snakemake"])
 def test_kill9_then_unlock_and_rerun_gives_the_uninterrupted_tables(victim, reference, tiny_model, tmp_path):
     rng = random.Random(f"{SEED}-{victim}")
-    wd = _workflow_copy(tmp_path / "wd")
+    wd = copy_workflow(tmp_path / "wd")
     write_config(wd, _config(tiny_model))
     # the job to interrupt: for the Snakemake kill, the judge (mid-DAG, a job running)
     script = {"generate": "generate.py", "judge": "judge.py", "snakemake": "judge.py"}[victim]
     output = {"generate": "results/generations/tiny/base.parquet"}.get(victim, TARGET)
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles/local"), TARGET]
-    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-    snake = psutil.Process(proc.pid)
-    deadline = time.monotonic() + 600
-    job = None
-    while job is None:
-        assert proc.poll() is None, f"snakemake ended before the {script} job ran:\n{proc.stdout.read().decode()[-3000:]}"
-        assert time.monotonic() < deadline
-        job = _job(snake, script)
-        time.sleep(0.02)
+    proc = start_snakemake(wd, TARGET)
+    job = snakemake_job(proc, script)
     # a seeded moment inside the job: after its start-up (imports, model load), while it works
     if script == "judge.py":
-        while _cache_entries(wd) < 1 + rng.randrange(8) and job.is_running() and proc.poll() is None:
-            time.sleep(0.01)
+        entries = 1 + rng.randrange(8)
+        ready, delay = (lambda: _cache_entries(wd) >= entries), 0.0
     else:
-        time.sleep(rng.uniform(2.0, 5.0))
-    assert not (wd / output).exists(), "the job finished before the kill: make it slower"
-    if victim == "snakemake":
-        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its job, at once
-    else:
-        for p in [job, *job.children(recursive=True)]:
-            p.send_signal(signal.SIGKILL)
-    out = proc.communicate(timeout=300)[0].decode()
+        ready, delay = (lambda: True), rng.uniform(2.0, 5.0)
+    # the Snakemake kill takes Snakemake and its job at once (the whole process group)
+    out = kill9_when(proc, ready, delay=delay, group=victim == "snakemake",
+                     job=None if victim == "snakemake" else job)
     assert proc.returncode != 0
     assert not (wd / output).exists(), "a killed job's output must not exist"
     before = {t: (wd / t).stat().st_mtime_ns for t in TABLES if (wd / t).exists()}

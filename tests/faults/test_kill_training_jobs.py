@@ -10,20 +10,18 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from conftest import REPO, kill9_when
 from valuedrift.training.segment import train_segment
 from valuedrift.training.settings import PPOSettings, RewardSettings
 
-REPO = Path(__file__).resolve().parents[2]
 PREF_ROWS = [{"prompt": [{"role": "user", "content": f"Is {i} a good number?"}],
               "chosen": f"Yes, {i} is a fine number.", "rejected": f"No. {i} is bad."} for i in range(32)]
 SMALL = dict(global_batch_size=4, per_device_batch_size=2, max_length=64, learning_rate=1e-3, bf16=False)
@@ -66,20 +64,8 @@ def _kill_mid_training(spec: dict, output: Path, seed: str) -> None:
                            env={**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"},
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     work = output.parent / f".{output.name}.partial"
-    try:
-        deadline = time.monotonic() + 300
-        while not work.exists():  # the segment has loaded its models and started training
-            assert job.poll() is None, f"the job ended early:\n{job.stdout.read().decode()[-3000:]}"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(random.Random(seed).uniform(0.0, 1.5))
-        assert job.poll() is None, "the segment finished before the kill"
-        os.kill(job.pid, signal.SIGKILL)
-    finally:
-        if job.poll() is None:
-            job.kill()
-        job.wait(timeout=30)
-    assert job.returncode == -signal.SIGKILL
+    # once the segment has loaded its models and started training, at a seeded moment
+    kill9_when(job, work.exists, delay=random.Random(seed).uniform(0.0, 1.5))
     assert not output.exists(), "a killed segment published a checkpoint"
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from valuedrift import cluster as vd_cluster
 from valuedrift import config as vd_config
 from valuedrift import launch as vd_launch
 from valuedrift import models as vd_models
@@ -21,17 +22,21 @@ except vd_config.ConfigError as err:
 # workflow/schemas links to the package copy; read it from the installed package so the
 # workflow also runs from a copied folder.
 validate(config, schema=str(vd_config.schema_path()))
+paths.use_results_dir(config["results_dir"])
 # Settings that are valid but silently do nothing or mislead (valuedrift.preflight); a dry run
 # also prints the study's disk and time estimate (`make plan` prints both without snakemake).
-from valuedrift import plan as vd_plan
+# Only in the process that plans: every job parses this file again (on SLURM in
+# `--mode remote`, a local `run:` job in `--mode subprocess`), and must not reread dataset
+# sizes and model headers or repeat the warnings into each job log.
+if workflow.is_main_process:
+    import sys as _sys
 
-import sys as _sys
+    from valuedrift import plan as vd_plan
 
-# the dry-run executor is chosen after the Snakefile is parsed, hence the command line
-_dryrun = any(a in ("--dry-run", "--dryrun", "--just-print") or (a[:1] == "-" and a[1:2] != "-" and "n" in a)
-              for a in _sys.argv[1:])
-paths.use_results_dir(config["results_dir"])
-vd_plan.print_at_start(config, workdir=".", dryrun=_dryrun)
+    # the dry-run executor is chosen after the Snakefile is parsed, hence the command line
+    _dryrun = any(a in ("--dry-run", "--dryrun", "--just-print") or (a[:1] == "-" and a[1:2] != "-" and "n" in a)
+                  for a in _sys.argv[1:])
+    vd_plan.print_at_start(config, workdir=".", dryrun=_dryrun)
 STUDY = Study(config)
 RUNS = STUDY.runs
 
@@ -126,6 +131,17 @@ def drift_inputs(wildcards):
 # Cluster execution (profiles/slurm, docs/cluster.md). What a job asks SLURM for comes
 # from config `resources` per rule family and base model (valuedrift.launch.request);
 # resources are not rerun triggers, so tuning them never rebuilds a result.
+
+
+onstart:
+    # Before the first sbatch: a cluster whose job states the SLURM plugin cannot poll (no
+    # accounting, sacct failing) stops here, naming the flag/profile key to set. Hooks run
+    # only in the planning process (jobs get --no-hooks) and never in a dry run.
+    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+        try:
+            vd_cluster.check_status_polling(workflow.executor_settings)
+        except vd_cluster.ClusterError as err:
+            raise WorkflowError(str(err))
 
 
 def job_resources(family, model):

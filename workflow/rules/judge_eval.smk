@@ -33,7 +33,7 @@ rule panel_judge:
         stances=paths.judge_stances_file("{judge}", "{model}"),
         accounting=paths.judge_stances_accounting("{judge}", "{model}"),
     params:
-        spec=lambda wc: JUDGES[wc.judge],
+        spec=lambda wc: judge_specs.result_settings(JUDGES[wc.judge]),
     wildcard_constraints:
         judge=_alternatives(PANEL_JUDGES) or NO_NAME,
     log:
@@ -53,7 +53,7 @@ rule judge_validation:
         metrics=paths.judge_validation_metrics("{judge}"),
         per_topic=paths.judge_validation_topics("{judge}"),
     params:
-        spec=lambda wc: JUDGES[wc.judge],
+        spec=lambda wc: judge_specs.result_settings(JUDGES[wc.judge]),
     wildcard_constraints:
         judge=_alternatives(JUDGES),
     log:

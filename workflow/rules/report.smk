@@ -1,4 +1,5 @@
 # One static HTML page for every run of the study (<results_dir>/report/index.html).
+from valuedrift import judge_specs
 from valuedrift.study import report_trigger
 from valuedrift.vprism import workflow as vprism_workflow
 
@@ -7,7 +8,7 @@ from valuedrift.vprism import workflow as vprism_workflow
 rule report:
     input:
         **STUDY.report_inputs({"vprism": vprism_workflow.report_inputs(config), "evals": EVALS_OUTPUTS,
-                               "samples": SAMPLE_TABLE_OUTPUTS}),
+                               "samples": SAMPLE_TABLE_OUTPUTS, "judges": judge_specs.report_files(config)}),
     output:
         paths.report_index(),
     params:

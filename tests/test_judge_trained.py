@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 
 import numpy as np
 import polars as pl
 import pytest
 
 from conftest import REPO
-from llm_server import FaultProxy, LlamaServer, missing_server_dependency
+from llm_server import FaultProxy
 from valuedrift import tables
 from valuedrift.classifier_judge import ClassifierJudge, StanceClassifier, sample_responses, train_authored, train_distilled
 from valuedrift.judge import LocalJudge, item_logprobs, judge_table, stance_distribution
@@ -86,23 +85,13 @@ def test_classifier_judge_trained_on_authored_set_beats_chance_on_validation(tmp
     assert per_topic["topic"][0] == "all" and len(per_topic) == 12
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    why = missing_server_dependency()
-    if why:
-        pytest.skip(why)
-    srv = LlamaServer(tmp_path_factory.mktemp("server") / "server.log", alias="smollm2",
-                      api_key="sk-loopback-" + secrets.token_hex(12)).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_distillation_from_an_openai_compatible_teacher(tmp_path, server, monkeypatch):
+def test_distillation_from_an_openai_compatible_teacher(tmp_path, llama_server, monkeypatch):
     """The loopback llama.cpp server is the "expensive" judge: it labels a sample of the study's
     responses (calls counted at a proxy), the student learns them, agreement is held out."""
     need(JUDGE_DATA / "train.jsonl")
+    server = llama_server
     monkeypatch.setenv(KEY_ENV, server.api_key)
     topics = ["abortion", "immigration", "death penalty"]
     items = read_items(subset(JUDGE_DATA / "train.jsonl", 10, tmp_path / "items.jsonl", topics))

@@ -135,6 +135,9 @@ def describe(spec: dict[str, Any]) -> str:
         emb = {**DEFAULT_EMBEDDER, **(spec.get("embedder") or {})}
         source = (f"distilled from {describe(train['teacher'])}" if train["source"] == "distill" and train.get("teacher")
                   else f"trained on {train['path']}")
+        if emb.get("llm"):
+            layer = f"layer {emb['layer']}" if emb.get("layer") is not None else "the middle layer"
+            return f"classifier (linear probe on {emb['llm']}'s hidden states, {layer}, {source})"
         return f"classifier (logistic regression on {emb.get('path') or emb['name']} embeddings, {source})"
     text = f"{backend} {spec.get('model', '?')}"
     if spec.get("calibration", "none") != "none":

@@ -121,10 +121,15 @@ def resource_model(config: dict[str, Any]) -> str | None:
     return name if name in config["models"] else None
 
 
+def loads_model(spec: dict[str, Any]) -> bool:
+    """Whether a judge's jobs load a causal LM (a local/vLLM judge, a classifier on an LLM's hidden
+    states): they ask for the model's resources and never run on a cluster's head node."""
+    return spec.get("backend", "local") in ("local", "vllm") or bool((spec.get("embedder") or {}).get("llm"))
+
+
 def runs_locally(config: dict[str, Any]) -> bool:
     """Whether the primary judge's jobs load a model on this machine (so ask for memory)."""
-    spec = config["judge"]
-    return spec.get("backend", "local") in ("local", "vllm") or bool((spec.get("embedder") or {}).get("llm"))
+    return loads_model(config["judge"])
 
 
 def describe(spec: dict[str, Any]) -> str:

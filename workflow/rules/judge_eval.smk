@@ -163,6 +163,9 @@ rule judge_eval:
         judge_eval_outputs(),
 
 
+# a job that loads a causal LM (a local judge, a classifier on an LLM's hidden states) runs on a node
 workflow.localrules("judge_floor", "judge_option_mass", "judge_panel", "human_review_sheet",
-                    "human_review_agreement", "judge_eval", "judge_classifier",
-                    *(["judge_validation"] if all(s["backend"] != "local" for s in JUDGES.values()) else []))
+                    "human_review_agreement", "judge_eval",
+                    *(["judge_classifier"] if not any(judge_specs.loads_model(JUDGES[n]) for n in CLASSIFIER_JUDGES)
+                      else []),
+                    *(["judge_validation"] if not any(judge_specs.loads_model(s) for s in JUDGES.values()) else []))

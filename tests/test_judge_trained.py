@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -141,6 +143,34 @@ def test_distillation_from_an_openai_compatible_teacher(tmp_path, llama_server, 
     sums = table.select("p_support", "p_neutral", "p_oppose").sum_horizontal()
     assert ((sums - 1).abs() < 1e-9).all()
 
+    # The report's Judge quality section shows the distilled judge: its validation scores, its
+    # agreement with the teacher and the teacher calls saved (from these very files).
+    import shutil
+
+    from valuedrift import paths
+    from valuedrift.report import judges_view, page
+
+    paths.use_results_dir(str(tmp_path / "results"))
+    try:
+        Path(paths.judge_dir("student")).mkdir(parents=True)
+        shutil.copy(tmp_path / "student.json", paths.judge_classifier_report("student"))
+        val = subset(JUDGE_DATA / "validation.jsonl", 1, tmp_path / "val.jsonl", topics)
+        score_validation(name="student", spec={"backend": "classifier"}, validation=str(val),
+                         judge_kwargs={"classifier": str(tmp_path / "student.npz")},
+                         items_out=paths.judge_validation_items("student"),
+                         metrics_out=paths.judge_validation_metrics("student"),
+                         per_topic_out=paths.judge_validation_topics("student"))
+        files = [paths.judge_validation_metrics("student"), paths.judge_validation_topics("student"),
+                 paths.judge_classifier_report("student")]
+        view = judges_view.judges_view(files, page.Links(paths.report_index()))
+        html = page.render("judges_section.html.j2", judges=view)
+    finally:
+        paths.use_results_dir(None)
+    [student_view] = view["judges"]
+    assert student_view["headline"][0][1] == 9 and student_view["trained"]["headline"]["calls_saved"] == 50
+    assert f"<b>{report['agreement']:.3f}</b> (Cohen's kappa {report['kappa']:.3f})" in html
+    assert "<b>50</b> teacher calls saved" in html and "Distilled from openai smollm2" in html
+
 
 @pytest.mark.slow
 def test_contextual_calibration_of_a_real_local_judge(tiny_model, tmp_path):
@@ -188,6 +218,21 @@ def test_llm_hidden_state_classifier_on_the_tiny_model(tiny_model, tmp_path):
     batched = embedder.encode(texts)
     for text, row in zip(texts, batched):
         assert embedder.encode([text])[0] == pytest.approx(row, abs=1e-4)
+    # a middle layer runs only the decoder up to it, and reads what the whole causal LM's forward pass gives
+    import torch
+    from conftest import demo_texts
+    from tiny_model import build_tiny_model
+    from valuedrift.models import load_causal_lm
+
+    deep = build_tiny_model(tmp_path / "deep", demo_texts(), layers=4)
+    middle = LLMEmbedder(str(deep), layer=1)
+    whole, tok = load_causal_lm(str(deep), dtype="float32")
+    assert len(middle.body.layers) == 2 and whole.config.num_hidden_layers == 4
+    with torch.inference_mode():
+        for text, row in zip(texts, middle.encode(texts)):
+            ids = torch.tensor([tok(text, add_special_tokens=False).input_ids])
+            hidden = whole(input_ids=ids, output_hidden_states=True).hidden_states[1]
+            assert hidden.mean(1)[0].numpy() == pytest.approx(row, abs=1e-5)
 
     train = subset(JUDGE_DATA / "train.jsonl", 2, tmp_path / "train.jsonl")
     spec = {"llm": "tiny", "layer": -1}

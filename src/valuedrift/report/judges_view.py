@@ -67,8 +67,9 @@ def judges_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, 
         name = row["judge"]
         confusion = judge_report.validation_confusion(paths.judge_validation_metrics(name))
         topics = judge_report.validation_topics(paths.judge_validation_topics(name))
-        view = {"name": name, "role": "primary (its stances feed the drift)" if name == paths.PRIMARY_JUDGE
-                else "panel", "description": row["description"], "verdict": verdict(row),
+        view = {"name": name, "role": "the study's judge, whose stances feed every drift number"
+                if name == paths.PRIMARY_JUDGE else "panel judge, scoring the same responses",
+                "description": row["description"], "verdict": verdict(row),
                 "passes": row.get("passes_floor"), "n": row["n"],
                 "headline": [[name, row["n"], _r(row["accuracy"], 3), _r(row["chance_accuracy"], 3),
                               _r(row["macro_f1"], 3), _r(row["chance_macro_f1"], 3),

@@ -163,7 +163,7 @@ def test_distillation_from_an_openai_compatible_teacher(tmp_path, llama_server, 
         files = [paths.judge_validation_metrics("student"), paths.judge_validation_topics("student"),
                  paths.judge_classifier_report("student")]
         view = judges_view.judges_view(files, page.Links(paths.report_index()))
-        html = page.render("judges_section.html.j2", judges=view)
+        html = " ".join(page.render("judges_section.html.j2", judges=view).split())
     finally:
         paths.use_results_dir(None)
     [student_view] = view["judges"]

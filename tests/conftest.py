@@ -67,6 +67,23 @@ def tiny_config(model_dir: Path, **overrides) -> dict:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    """A real OpenAI-compatible server on loopback (tests/llm_server.py: llama.cpp serving SmolLM2
+    as "smollm2") with a fresh API key; skips where llama-cpp-python is missing."""
+    import secrets
+
+    from llm_server import LlamaServer, missing_server_dependency
+
+    why = missing_server_dependency()
+    if why:
+        pytest.skip(why)
+    srv = LlamaServer(tmp_path_factory.mktemp("server") / "server.log", alias="smollm2",
+                      api_key="sk-loopback-" + secrets.token_hex(12)).start()
+    yield srv
+    srv.stop()
+
+
 def copy_workflow(dest: Path) -> Path:
     """``dest`` holding a copy of the workflow (Snakefile, rules, profiles, data) and an empty config/."""
     dest.mkdir(parents=True, exist_ok=True)

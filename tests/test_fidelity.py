@@ -4,7 +4,6 @@ text or numbers (docs/fidelity.md lists them all)."""
 from __future__ import annotations
 
 import math
-import secrets
 from pathlib import Path
 
 import pytest
@@ -69,19 +68,6 @@ def _decodes(enc, i) -> bool:
         return True
     except (UnicodeDecodeError, ValueError, RuntimeError, KeyError):
         return False
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    from llm_server import LlamaServer, missing_server_dependency
-
-    why = missing_server_dependency()
-    if why:
-        pytest.skip(why)
-    srv = LlamaServer(tmp_path_factory.mktemp("server") / "server.log", alias="smollm2",
-                      api_key="sk-loopback-" + secrets.token_hex(12)).start()
-    yield srv
-    srv.stop()
 
 
 @pytest.mark.slow

@@ -226,3 +226,29 @@ def test_new_judge_keys_leave_an_existing_judge_config_as_it_was(tmp_path):
     (tmp_path / "model").mkdir()
     cfg = vd_config.validate(tiny_config(tmp_path / "model"))
     assert not {"calibration", "min_option_mass", "embedder", "train"} & set(cfg["judge"])
+
+
+def test_judge_params_hold_only_what_changes_its_stances(monkeypatch):
+    """A judge's rule params (judge_specs.result_settings): no execution setting, no key its backend
+    never reads (max_tokens is the openai judge's), and for an LLM judge the prompt's digest, so
+    editing the Figure-8 prompt reruns exactly the LLM judges' jobs."""
+    from valuedrift import judge_specs, prompts
+
+    local = judge_specs.with_defaults({"backend": "local", "model": "m", "batch_size": 4})
+    api = judge_specs.with_defaults({"backend": "openai", "model": "gpt-4o", "base_url": "https://x", "max_tokens": 5})
+    trained = judge_specs.with_defaults({"backend": "classifier", "embedder": {"llm": "m", "layer": 3}})
+    for spec in (local, api, trained):
+        params = judge_specs.result_settings(spec)
+        assert not {"batch_size", "concurrency", "cache_dir", "base_url", "max_unscorable_fraction"} & set(params)
+        assert judge_specs.job_spec({"judge": spec, "models": {}}, "primary", params)["batch_size"] == spec["batch_size"]
+    lp, ap, tp = (judge_specs.result_settings(s) for s in (local, api, trained))
+    assert "max_tokens" not in lp and "top_logprobs" not in lp and lp["dtype"] == "float32"
+    assert ap["max_tokens"] == 5 and "dtype" not in ap
+    assert tp["embedder"]["layer"] == 3 and "prompt_sha256" not in tp and "max_tokens" not in tp
+    assert judge_specs.result_settings({**local, "max_tokens": 7}) == lp  # the local judge never reads it
+
+    load = prompts.load
+    monkeypatch.setattr(prompts, "load", lambda name: load(name) + (" Answer with one letter." if name == "judge_stance"
+                                                                     else ""))
+    assert judge_specs.result_settings(local) != lp and judge_specs.result_settings(api) != ap
+    assert judge_specs.result_settings(trained) == tp

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
+
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
 from conftest import REPO
-from llm_server import FaultProxy, LlamaServer, missing_server_dependency
+from llm_server import FaultProxy
 from valuedrift import tables
 from valuedrift.classifier_judge import ClassifierJudge, StanceClassifier, sample_responses, train_authored, train_distilled
 from valuedrift.judge import LocalJudge, item_logprobs, judge_table, stance_distribution
@@ -86,23 +87,13 @@ def test_classifier_judge_trained_on_authored_set_beats_chance_on_validation(tmp
     assert per_topic["topic"][0] == "all" and len(per_topic) == 12
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    why = missing_server_dependency()
-    if why:
-        pytest.skip(why)
-    srv = LlamaServer(tmp_path_factory.mktemp("server") / "server.log", alias="smollm2",
-                      api_key="sk-loopback-" + secrets.token_hex(12)).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_distillation_from_an_openai_compatible_teacher(tmp_path, server, monkeypatch):
+def test_distillation_from_an_openai_compatible_teacher(tmp_path, llama_server, monkeypatch):
     """The loopback llama.cpp server is the "expensive" judge: it labels a sample of the study's
     responses (calls counted at a proxy), the student learns them, agreement is held out."""
     need(JUDGE_DATA / "train.jsonl")
+    server = llama_server
     monkeypatch.setenv(KEY_ENV, server.api_key)
     topics = ["abortion", "immigration", "death penalty"]
     items = read_items(subset(JUDGE_DATA / "train.jsonl", 10, tmp_path / "items.jsonl", topics))
@@ -152,6 +143,34 @@ def test_distillation_from_an_openai_compatible_teacher(tmp_path, server, monkey
     sums = table.select("p_support", "p_neutral", "p_oppose").sum_horizontal()
     assert ((sums - 1).abs() < 1e-9).all()
 
+    # The report's Judge quality section shows the distilled judge: its validation scores, its
+    # agreement with the teacher and the teacher calls saved (from these very files).
+    import shutil
+
+    from valuedrift import paths
+    from valuedrift.report import judges_view, page
+
+    paths.use_results_dir(str(tmp_path / "results"))
+    try:
+        Path(paths.judge_dir("student")).mkdir(parents=True)
+        shutil.copy(tmp_path / "student.json", paths.judge_classifier_report("student"))
+        val = subset(JUDGE_DATA / "validation.jsonl", 1, tmp_path / "val.jsonl", topics)
+        score_validation(name="student", spec={"backend": "classifier"}, validation=str(val),
+                         judge_kwargs={"classifier": str(tmp_path / "student.npz")},
+                         items_out=paths.judge_validation_items("student"),
+                         metrics_out=paths.judge_validation_metrics("student"),
+                         per_topic_out=paths.judge_validation_topics("student"))
+        files = [paths.judge_validation_metrics("student"), paths.judge_validation_topics("student"),
+                 paths.judge_classifier_report("student")]
+        view = judges_view.judges_view(files, page.Links(paths.report_index()))
+        html = " ".join(page.render("judges_section.html.j2", judges=view).split())
+    finally:
+        paths.use_results_dir(None)
+    [student_view] = view["judges"]
+    assert student_view["headline"][0][1] == 9 and student_view["trained"]["headline"]["calls_saved"] == 50
+    assert f"<b>{report['agreement']:.3f}</b> (Cohen's kappa {report['kappa']:.3f})" in html
+    assert "<b>50</b> teacher calls saved" in html and "Distilled from openai smollm2" in html
+
 
 @pytest.mark.slow
 def test_contextual_calibration_of_a_real_local_judge(tiny_model, tmp_path):
@@ -199,6 +218,21 @@ def test_llm_hidden_state_classifier_on_the_tiny_model(tiny_model, tmp_path):
     batched = embedder.encode(texts)
     for text, row in zip(texts, batched):
         assert embedder.encode([text])[0] == pytest.approx(row, abs=1e-4)
+    # a middle layer runs only the decoder up to it, and reads what the whole causal LM's forward pass gives
+    import torch
+    from conftest import demo_texts
+    from tiny_model import build_tiny_model
+    from valuedrift.models import load_causal_lm
+
+    deep = build_tiny_model(tmp_path / "deep", demo_texts(), layers=4)
+    middle = LLMEmbedder(str(deep), layer=1)
+    whole, tok = load_causal_lm(str(deep), dtype="float32")
+    assert len(middle.body.layers) == 2 and whole.config.num_hidden_layers == 4
+    with torch.inference_mode():
+        for text, row in zip(texts, middle.encode(texts)):
+            ids = torch.tensor([tok(text, add_special_tokens=False).input_ids])
+            hidden = whole(input_ids=ids, output_hidden_states=True).hidden_states[1]
+            assert hidden.mean(1)[0].numpy() == pytest.approx(row, abs=1e-5)
 
     train = subset(JUDGE_DATA / "train.jsonl", 2, tmp_path / "train.jsonl")
     spec = {"llm": "tiny", "layer": -1}

@@ -1,9 +1,10 @@
 """The judge-evaluation rules through Snakemake on a tiny study: validation and floor, a
 classifier judge in the panel, panel agreement, option mass, the human review round trip,
-and what reruns when the judges change."""
+the report's Judge quality section read from those artifacts, and what reruns when the judges change."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 
@@ -13,7 +14,8 @@ import pytest
 
 from conftest import REPO, planned_jobs, snakemake, tiny_config, write_config
 from test_judge_trained import subset
-from valuedrift import judge_report, paths, tables
+from valuedrift import config as vd_config
+from valuedrift import judge_report, judge_specs, paths, tables
 from valuedrift.topics import STANCES
 
 MODELS = ["tiny/base", "tiny/sft-demo-instruct/checkpoint-2"]
@@ -21,7 +23,7 @@ MODELS = ["tiny/base", "tiny/sft-demo-instruct/checkpoint-2"]
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_judge_eval_on_a_tiny_study(workdir, tiny_model):
+def test_judge_eval_on_a_tiny_study(workdir, tiny_model, monkeypatch):
     if not (REPO / "data/judge/train.jsonl").exists():
         pytest.skip("data/judge not present")
     small = workdir / "data" / "judge-small"
@@ -35,7 +37,7 @@ def test_judge_eval_on_a_tiny_study(workdir, tiny_model):
     cfg["judges"] = {"minilm": {"backend": "classifier",
                                 "train": {"path": "data/judge-small/train.jsonl", "C": [1.0], "folds": 3}}}
     # measured on this subset: the classifier 0.66, the random tiny judge 0.17 raw, 0.46 calibrated
-    cfg["judge_validation"] = {"path": "data/judge-small/validation.jsonl", "min_macro_f1": 0.56}
+    cfg["judge_validation"] = {"path": "data/judge-small/validation.jsonl", "min_macro_f1": 0.56, "enabled": True}
     cfg["human_review"] = {"items": 8}
     write_config(workdir, cfg)
 
@@ -100,6 +102,14 @@ def test_judge_eval_on_a_tiny_study(workdir, tiny_model):
     assert human["minilm"]["accuracy"] == 1.0 and human["minilm"]["n"] == 7 and human["minilm"]["unclear"] == 1
     assert set(human) == {"primary", "minilm"}
 
+    # The report's Judge quality section: the report job reads exactly these files (its `judges`
+    # input), and the view lays out what they hold.
+    files = judge_specs.report_files(vd_config.validate(copy.deepcopy(cfg), workdir))
+    report_job = snakemake(workdir, paths.report_index(), "-n").stdout
+    report_job = report_job[report_job.index("rule report:"):]
+    assert all(f in report_job for f in files) and paths.human_review_agreement() in files
+    _check_judges_section(workdir, files, monkeypatch)
+
     # Adding a judge to the panel reruns nothing of the others ...
     cfg["judges"]["tiny-floor"] = {"backend": "local", "model": "tiny", "min_option_mass": 0.5}
     cfg["judge_validation"]["accept_below_floor"] = ["primary", "tiny-floor"]
@@ -116,3 +126,43 @@ def test_judge_eval_on_a_tiny_study(workdir, tiny_model):
     jobs = planned_jobs(workdir, "judge_eval", *[paths.drift_table(r) for r in ["tiny/sft-demo-instruct"]])
     assert jobs["judge"] == 2 and jobs["judge_validation"] == 1 and jobs["trajectory"] == 1
     assert "generate" not in jobs and "panel_judge" not in jobs and "judge_classifier" not in jobs
+    # Another backend for the primary (a classifier of its own): its classifier, its judge jobs and what
+    # follows; the panel's classifier, its stances and every generation stay.
+    cfg["judge"] = {"backend": "classifier", "train": {"path": "data/judge-small/train.jsonl", "C": [1.0], "folds": 3}}
+    write_config(workdir, cfg)
+    jobs = planned_jobs(workdir, "judge_eval", *[paths.drift_table(r) for r in ["tiny/sft-demo-instruct"]])
+    assert jobs["judge_classifier"] == 1 and jobs["judge"] == 2 and jobs["judge_validation"] == 1
+    assert jobs["trajectory"] == 1 and jobs["judge_panel"] == 1
+    assert "generate" not in jobs and "panel_judge" not in jobs
+
+
+def _check_judges_section(workdir, files, monkeypatch):
+    from valuedrift.report import judges_view, page
+
+    monkeypatch.chdir(workdir)
+    view = judges_view.judges_view(files, page.Links(paths.report_index()))
+    assert [j["name"] for j in view["judges"]] == ["primary", "minilm"]
+    by_name = {j["name"]: j for j in view["judges"]}
+    for name, j in by_name.items():
+        overall = json.loads((workdir / paths.judge_validation_metrics(name)).read_text())["overall"]
+        [row] = j["headline"]
+        assert row[1] == overall["n"] == 66 and row[2] == round(overall["accuracy"], 3)
+        assert row[4] == round(overall["macro_f1"], 3) and row[5] == round(overall["chance_macro_f1"], 3)
+        assert row[6] == 0.56 and row[8] == round(overall["ece"], 3)
+        assert [r[0] for r in j["confusion"]] == list(STANCES) and all(sum(r[1:]) == 22 for r in j["confusion"])
+        assert len(j["topics"]) == 11
+    assert by_name["primary"]["verdict"] == "below the floor, accepted by the config"
+    assert by_name["minilm"]["verdict"] == "passes" and by_name["minilm"]["mass"][0][2] == 1.0
+    assert by_name["minilm"]["trained"]["headline"]["items"] == 99 and by_name["primary"]["trained"] is None
+    agreement = pl.read_csv(workdir / paths.panel_agreement())
+    assert len(view["panel"]["agreement"]) == len(agreement) and len(view["panel"]["disagreed"]) == 10
+    assert view["panel"]["disagreed_header"][-2:] == ["primary", "minilm"]
+    assert view["review"]["sheet"]["href"] == "../judges/human-review/sheet.csv"
+    assert {r[0] for r in view["review"]["agreement"]} == {"primary", "minilm"}
+    html = page.render("judges_section.html.j2", judges=view)
+    assert html.startswith("<section id=\"judges\"><h2>Judge quality</h2>") and html.count("<article") == 2
+    assert "Panel agreement" in html and "Human review" in html and "Trained on 99 authored" in html
+    primary = judges_view.primary_quality(files)
+    caveat = page.caveat({"judge": {"backend": "local", "model": "tiny"}, "models": {"tiny": {}}}, primary)
+    assert f"macro-F1 {primary['macro_f1']:.2f} (chance {primary['chance_macro_f1']:.2f}" in caveat
+    assert judges_view.judges_view([], page.Links(paths.report_index())) is None

@@ -74,11 +74,21 @@ class LLMEmbedder:
     def __init__(self, model_dir: str, *, layer: int | None = None, batch_size: int = 8):
         from .models import load_causal_lm
 
+        import torch
+
         self.model, self.tokenizer = load_causal_lm(model_dir, dtype="float32")
         self.model.eval()
         # default: the middle layer (16 of SmolLM2-135M's 30; measured best by cross-validation on train.jsonl)
         self.layer = self.model.config.num_hidden_layers // 2 + 1 if layer is None else layer
         self.batch_size = batch_size
+        # Only the decoder up to the layer read runs: hidden_states[layer] is the output of decoder layer
+        # layer - 1, which neither the later layers nor the LM head change (one more layer is kept, so
+        # hidden_states[layer] is never the final, normed one). On SmolLM2 layer 16 that is 17 of 30
+        # layers and no 49k-token LM head.
+        self.body = getattr(self.model, "base_model", self.model)
+        layers = getattr(self.body, "layers", None)
+        if isinstance(layers, torch.nn.ModuleList) and 0 <= self.layer < len(layers) - 1:
+            self.body.layers = layers[: self.layer + 1]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -94,8 +104,8 @@ class LLMEmbedder:
                 width = max(len(ids[i]) for i in batch)
                 input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in batch], device=device)
                 mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in batch], device=device)
-                hidden = self.model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                                    output_hidden_states=True).hidden_states[self.layer]
+                hidden = self.body(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                   output_hidden_states=True, use_cache=False).hidden_states[self.layer]
                 weights = mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = ((hidden * weights).sum(1) / weights.sum(1)).float().cpu().numpy()
                 for row, i in enumerate(batch):

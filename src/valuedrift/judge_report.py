@@ -6,6 +6,7 @@ and returns dicts / polars frames, so the report only lays them out:
 - ``validation_section``: per judge, validation accuracy and macro-F1 beside chance, ECE,
   calibration used, and the floor check's verdict (top of the report)
 - ``validation_topics``: one judge's per-topic metrics
+- ``validation_confusion``: one judge's confusion matrix (true stance x predicted, unscorable)
 - ``trained_judge_section``: how a classifier judge was trained; for a distilled one its
   agreement with the teacher on held-out responses and the teacher calls saved
 - ``option_mass_section``: the option-mass distribution per judge
@@ -46,6 +47,11 @@ def validation_section(metrics: dict[str, str], floor_checks: dict[str, str] | N
 
 def validation_topics(per_topic_csv: str) -> pl.DataFrame:
     return pl.read_csv(per_topic_csv)
+
+
+def validation_confusion(metrics: str) -> dict[str, dict[str, int]]:
+    """True stance -> predicted stance (and ``unscorable``) -> count, over the whole validation set."""
+    return _json(metrics)["overall"]["confusion"]
 
 
 def trained_judge_section(report: str) -> dict:

@@ -13,13 +13,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import paths
 from .paths import PRIMARY_JUDGE, base_model_key, judge_classifier_file, judge_validation_metrics, model_dir
 
 CALIBRATIONS = ("none", "contextual", "auto")
 DEFAULT_EMBEDDER = {"name": "all-MiniLM-L6-v2"}
 DEFAULT_TRAIN = {"source": "authored", "path": "data/judge/train.jsonl", "input": "auto", "C": [0.25, 1.0, 4.0],
                  "folds": 5, "seed": 0, "sample": 200, "holdout_fraction": 0.25}
-DEFAULT_VALIDATION = {"path": "data/judge/validation.jsonl", "min_macro_f1": 0.5, "accept_below_floor": False}
+DEFAULT_VALIDATION = {"path": "data/judge/validation.jsonl", "min_macro_f1": 0.5, "accept_below_floor": False,
+                      "enabled": False}
+LLM_BACKENDS = ("local", "vllm", "openai")
+# keys of the judge block that a backend never reads: they must not rerun its jobs
+UNUSED_KEYS = {"local": frozenset({"top_logprobs", "max_tokens"}), "vllm": frozenset({"top_logprobs", "max_tokens"}),
+               "openai": frozenset({"dtype"}),
+               "classifier": frozenset({"model", "dtype", "top_logprobs", "max_tokens"})}
 
 
 def _schema_defaults() -> dict[str, Any]:
@@ -50,6 +57,81 @@ def validation_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULT_VALIDATION, **(config.get("judge_validation") or {})}
 
 
+def prompt_digest() -> str:
+    """The Figure-8 judge prompt's hash: an LLM judge's rule params hold it, so editing the
+    prompt reruns exactly the jobs of the judges that read it."""
+    import hashlib
+
+    from .prompts import load
+
+    return hashlib.sha256(load("judge_stance").encode()).hexdigest()[:16]
+
+
+def result_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """What of a judge spec changes its stances, canonical: the rule params of its jobs.
+
+    No execution setting (``study.EXECUTION_KEYS['judge']``: a job reads those from the config,
+    ``job_spec``), no key its backend never reads (``max_tokens`` is the openai judge's only),
+    and for an LLM judge the prompt's digest."""
+    from .study import result_settings as block_result_settings
+
+    backend = spec.get("backend", "local")
+    out = {k: v for k, v in block_result_settings(spec, "judge").items() if k not in UNUSED_KEYS.get(backend, ())}
+    if backend in LLM_BACKENDS:
+        out["prompt_sha256"] = prompt_digest()
+    return out
+
+
+def job_spec(config: dict[str, Any], name: str, params_spec: dict[str, Any]) -> dict[str, Any]:
+    """What a job of judge ``name`` runs with: its rule's params (``result_settings``) plus the
+    execution settings of its spec in the config (batch size, cache, endpoint, ...)."""
+    from .study import execution_settings
+
+    return {**params_spec, **execution_settings(panel(config)[name], "judge")}
+
+
+def report_files(config: dict[str, Any]) -> list[str]:
+    """What the report's "Judge quality" section reads (valuedrift.report.judges_view): per judge its
+    validation metrics, per-topic metrics, floor check, option mass and (classifier) training report;
+    the panel's agreement with more than one judge; the human review sheet, and its agreement when
+    filled. [] unless ``judge_validation.enabled``."""
+    if not validation_settings(config)["enabled"]:
+        return []
+    judges = panel(config)
+    out = []
+    for name, spec in judges.items():
+        out += [paths.judge_validation_metrics(name), paths.judge_validation_topics(name),
+                paths.judge_floor_check(name), paths.judge_option_mass(name)]
+        if spec["backend"] == "classifier":
+            out.append(paths.judge_classifier_report(name))
+    if len(judges) > 1:
+        out += [paths.panel_agreement(), paths.panel_disagreements()]
+    out += [paths.human_review_sheet(), paths.human_review_form()]
+    if (config.get("human_review") or {}).get("filled"):
+        out.append(paths.human_review_agreement())
+    return out
+
+
+def resource_model(config: dict[str, Any]) -> str | None:
+    """The base model (a key of ``models``) whose ``resources`` the primary judge's jobs ask for:
+    a local/vLLM judge's model, a classifier's LLM embedder; None for an API judge or a model folder."""
+    spec = config["judge"]
+    name = spec.get("model") if spec.get("backend", "local") in ("local", "vllm") else \
+        (spec.get("embedder") or {}).get("llm") if spec.get("backend") == "classifier" else None
+    return name if name in config["models"] else None
+
+
+def loads_model(spec: dict[str, Any]) -> bool:
+    """Whether a judge's jobs load a causal LM (a local/vLLM judge, a classifier on an LLM's hidden
+    states): they ask for the model's resources and never run on a cluster's head node."""
+    return spec.get("backend", "local") in ("local", "vllm") or bool((spec.get("embedder") or {}).get("llm"))
+
+
+def runs_locally(config: dict[str, Any]) -> bool:
+    """Whether the primary judge's jobs load a model on this machine (so ask for memory)."""
+    return loads_model(config["judge"])
+
+
 def describe(spec: dict[str, Any]) -> str:
     """A judge in words, for reports and errors: 'local smollm2-135m, calibrated (auto)'."""
     backend = spec.get("backend", "local")
@@ -58,6 +140,9 @@ def describe(spec: dict[str, Any]) -> str:
         emb = {**DEFAULT_EMBEDDER, **(spec.get("embedder") or {})}
         source = (f"distilled from {describe(train['teacher'])}" if train["source"] == "distill" and train.get("teacher")
                   else f"trained on {train['path']}")
+        if emb.get("llm"):
+            layer = f"layer {emb['layer']}" if emb.get("layer") is not None else "the middle layer"
+            return f"classifier (linear probe on {emb['llm']}'s hidden states, {layer}, {source})"
         return f"classifier (logistic regression on {emb.get('path') or emb['name']} embeddings, {source})"
     text = f"{backend} {spec.get('model', '?')}"
     if spec.get("calibration", "none") != "none":
@@ -138,6 +223,8 @@ def check_config(config: dict[str, Any], need_file, problems: list[str]) -> None
                 problems.append(f"config key '{key}.train.teacher.calibration': a teacher is calibrated "
                                 f"'contextual' or 'none' (auto needs a validation run of its own)")
     validation = validation_settings(config)
+    if validation["enabled"]:
+        need_file("judge_validation.path", validation["path"])
     accept = validation["accept_below_floor"]
     names = [PRIMARY_JUDGE, *judges]
     if isinstance(accept, list):

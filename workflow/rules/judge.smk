@@ -18,12 +18,12 @@ rule judge:
         stances=paths.stances_file("{model}"),
         accounting=paths.judge_accounting_file("{model}"),
     params:
-        judge=stage_settings("judge"),
+        judge=judge_specs.result_settings(config["judge"]),
     log:
         paths.log_file("judge", "{model}"),
     threads: workflow.cores
     resources:
-        **(job_resources("infer", judge_base()) if config["judge"]["backend"] in ("local", "vllm") else {}),
+        **(job_resources("infer", judge_specs.resource_model(config)) if judge_specs.runs_locally(config) else {}),
     conda:
         conda_env("infer")
     script:

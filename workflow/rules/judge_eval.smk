@@ -33,7 +33,7 @@ rule panel_judge:
         stances=paths.judge_stances_file("{judge}", "{model}"),
         accounting=paths.judge_stances_accounting("{judge}", "{model}"),
     params:
-        spec=lambda wc: JUDGES[wc.judge],
+        spec=lambda wc: judge_specs.result_settings(JUDGES[wc.judge]),
     wildcard_constraints:
         judge=_alternatives(PANEL_JUDGES) or NO_NAME,
     log:
@@ -53,7 +53,7 @@ rule judge_validation:
         metrics=paths.judge_validation_metrics("{judge}"),
         per_topic=paths.judge_validation_topics("{judge}"),
     params:
-        spec=lambda wc: JUDGES[wc.judge],
+        spec=lambda wc: judge_specs.result_settings(JUDGES[wc.judge]),
     wildcard_constraints:
         judge=_alternatives(JUDGES),
     log:
@@ -163,6 +163,9 @@ rule judge_eval:
         judge_eval_outputs(),
 
 
+# a job that loads a causal LM (a local judge, a classifier on an LLM's hidden states) runs on a node
 workflow.localrules("judge_floor", "judge_option_mass", "judge_panel", "human_review_sheet",
-                    "human_review_agreement", "judge_eval", "judge_classifier",
-                    *(["judge_validation"] if all(s["backend"] != "local" for s in JUDGES.values()) else []))
+                    "human_review_agreement", "judge_eval",
+                    *(["judge_classifier"] if not any(judge_specs.loads_model(JUDGES[n]) for n in CLASSIFIER_JUDGES)
+                      else []),
+                    *(["judge_validation"] if not any(judge_specs.loads_model(s) for s in JUDGES.values()) else []))

@@ -2,7 +2,7 @@ from valuedrift import judge_specs, pipeline
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
-spec = snakemake.params.spec
+spec = judge_specs.job_spec(snakemake.config, snakemake.wildcards.judge, snakemake.params.spec)
 pipeline.judge(
     generations=snakemake.input.generations,
     questions=snakemake.input.questions,

@@ -21,6 +21,7 @@ from ..study import Study
 from . import evals_view as _evals_sections  # noqa: F401  (registers the evals and samples sections)
 from . import controlled_view as _controlled_section  # noqa: F401  (registers the controlled-experiment section)
 from . import series_view as _series_sections  # noqa: F401  (registers the checkpoint-series and seed sections)
+from . import judges_view  # registers the Judge quality section; its headline goes into the caveat
 from . import readers, sections
 
 TOC = [("caveat", "Read this first"), ("summary", "Summary"), ("tables", "Drift tables"), ("figures", "Figures"),
@@ -33,16 +34,30 @@ def self_judged(study: dict[str, Any]) -> bool:
     return judge.get("backend", "local") == "local" and judge.get("model") in study.get("models", {})
 
 
-def caveat(study: dict[str, Any]) -> str:
-    """The plain statement of what the numbers can and cannot show."""
+def caveat(study: dict[str, Any], quality: dict[str, Any] | None = None) -> str:
+    """The plain statement of what the numbers can and cannot show; ``quality``: the primary
+    judge's validation headline (judges_view.primary_quality), when the study measured it."""
     judge = study.get("judge", {})
+    measured = ""
+    if quality:
+        measured = (f" Measured on {quality['n']} authored validation responses with known stances, it reaches "
+                    f"accuracy {quality['accuracy']:.2f} and macro-F1 {quality['macro_f1']:.2f} (chance "
+                    f"{quality['chance_macro_f1']:.2f}; see Judge quality).")
     if self_judged(study):
         return (f"The stance judge here is {judge['model']}, a model of this study judging its own responses. "
                 "A tiny model judging itself shows the mechanics of the pipeline (training checkpoints, sampling, "
                 "judging, v(T), drift magnitude and drift time), not values: a model this small is a poor judge, "
                 "its stance probabilities are close to its prior and mostly noise, and nothing here says what any "
-                "model believes. Use a strong judge (GPT-4o in the paper, judge.backend: openai) for findings.")
-    return (f"Stances were judged by {judge.get('model', '?')} ({judge.get('backend', '?')} backend). "
+                f"model believes.{measured} Use a strong judge (GPT-4o in the paper, judge.backend: openai) for findings.")
+    if judge.get("backend") == "classifier":
+        from ..judge_specs import describe
+
+        return (f"The stance judge is a trained {describe(judge)}.{measured} A drift here is a change in the "
+                "stances this judge reads in the responses, with its errors on top of the sampling noise: read "
+                "each with its CI. The judge measures what the answers say, not what any model believes"
+                + (", and a model this small and this briefly trained shows the mechanics of the study, not "
+                   "real values." if judge.get("embedder", {}).get("llm") in study.get("models", {}) else "."))
+    return (f"Stances were judged by {judge.get('model', '?')} ({judge.get('backend', '?')} backend).{measured} "
             "Drift estimates carry the judge's errors as well as sampling noise; read them with their CIs.")
 
 
@@ -232,7 +247,8 @@ def write_report(*, study: dict[str, Any], inputs: dict[str, Any], output: str,
                    *[paths.dataset_file(name) for name in study.get("datasets", {})]]
     page = render(
         "report.html.j2",
-        title=options.get("title") or "valuedrift report", note=options.get("note") or "", caveat=caveat(study),
+        title=options.get("title") or "valuedrift report", note=options.get("note") or "",
+        caveat=caveat(study, judges_view.primary_quality(inputs.get("judges"))),
         stamp=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"), toc=toc,
         summary={"runs": len(model.runs), "sft_runs": sum(r.is_sft for r in model.runs),
                  "po_runs": sum(not r.is_sft for r in model.runs), "models": list(study.get("models", {})),

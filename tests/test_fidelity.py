@@ -1,4 +1,4 @@
-"""The paper's study, exactly (issue 13): each test checks one setting against the paper's
+"""The paper's study, exactly: each test checks one setting against the paper's
 text or numbers (docs/fidelity.md lists them all)."""
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def test_judge_config_errors_name_the_key(tmp_path, mutate, message):
 
 
 def test_new_judge_keys_leave_an_existing_judge_config_as_it_was(tmp_path):
-    """No schema default for the keys issue 18 adds: the judge rule's params (and so its jobs) stay."""
+    """No schema default for the judge-evaluation keys: the judge rule's params (and so its jobs) stay."""
     from conftest import tiny_config
     from valuedrift import config as vd_config
 

@@ -1,4 +1,4 @@
-"""A study of your own, right the first time (issue 21): each stop a new user hit is prevented.
+"""A study of your own, right the first time: each stop a new user hit is prevented.
 
 1. base models from every form, one clear error naming the key when weights are elsewhere;
 2. a model trained or chat-prompted without a chat template stops before any job;
@@ -484,7 +484,9 @@ def test_walkthrough_runs_as_written_on_a_tiny_model(workdir, base_model):
     print(f"walkthrough on the tiny model: {time.perf_counter() - t0:.0f} s")
 
     assert "valid" in outputs[0] and "Disk (estimate):" in outputs[0]
-    assert (results / "report" / "index.html").exists()
+    page = results / "report" / "index.html"
+    hrefs = set(re.findall(r'(?:href|src)="([^"#:]+)"', page.read_text()))  # relative links into the results
+    assert hrefs and not [h for h in hrefs if not (page.parent / h).exists()], "report links to missing files"
     base_dir = results / "models" / name / "base"
     from transformers import AutoTokenizer
 

@@ -350,7 +350,7 @@ def _check_lora(config, problems) -> None:
 
 
 def _check_controlled(config, problems) -> None:
-    """The synthetic-data and dataset-stance blocks (issue 14)."""
+    """The synthetic-data and dataset-stance blocks."""
     from . import controlled
 
     controlled.check(config, problems)
@@ -373,7 +373,7 @@ def load(path: str | Path, workdir: str | Path = ".") -> dict[str, Any]:
         raise ConfigError(f"{path}: {err}") from None
 
 
-# -- issue 17: further bad inputs caught before any job runs -----------------------------
+# -- further bad inputs caught before any job runs -----------------------------
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a model/dataset name is a path part
 

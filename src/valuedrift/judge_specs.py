@@ -3,7 +3,7 @@
 The primary judge's stances feed the drift tables (at ``paths.stances_file``); each
 panel judge (``judges: {name: spec}``, the same keys as ``judge``) scores the same
 generations into ``results/judges/{name}/stances/``, so adding one reruns nothing of
-the primary. Keys added by issue 18 (``calibration``, ``min_option_mass``, ``embedder``,
+the primary. The judge-evaluation keys (``calibration``, ``min_option_mass``, ``embedder``,
 ``train``) have no schema default, so configs that do not use them keep their judge
 jobs' parameters, and nothing reruns; their defaults live here.
 """

@@ -190,7 +190,7 @@ def vprism_artifact(name: str) -> str:
     return str(RESULTS / "vprism" / name)
 
 
-# --- issue 16: bring-your-own trajectories (valuedrift.trajectories) -------------------
+# --- bring-your-own trajectories (valuedrift.trajectories) -------------------
 
 EXTERNAL = "external"
 
@@ -278,7 +278,7 @@ def seed_bands_plot(seeds_dir: str, ext: str) -> str:
     return f"{seeds_dir}/seed-bands.{ext}"
 
 
-# --- issue 15: downstream evals (lm-evaluation-harness, Table 17) and sample tables (Tables 5-8) ---
+# --- downstream evals (lm-evaluation-harness, Table 17) and sample tables (Tables 5-8) ---
 
 def eval_result(model_key: str, task: str) -> str:
     """lm_eval's results for one checkpoint on one task (JSON)."""
@@ -305,7 +305,7 @@ def sample_table(ext: str) -> str:
 
 
 
-# --- issue 14: controlled experiment (synthetic preference data, dataset stance, value gap) ---
+# --- controlled experiment (synthetic preference data, dataset stance, value gap) ---
 
 def synthetic_dir() -> str:
     return str(RESULTS / "synthetic")
@@ -391,7 +391,7 @@ def alignment_contrast_table(base: str, sft: str, algorithm: str) -> str:
     return str(RESULTS / "tables" / base / f"sft-{sft}-aligned-{algorithm}.csv")
 
 
-# --- issue 18: judge evaluation (validation, panel, trained judges, human review) -------
+# --- judge evaluation (validation, panel, trained judges, human review) -------
 # The primary judge (config `judge`) keeps its stances at stances_file(); every judge of
 # the panel (config `judges`) has its own folder under results/judges/{name}/.
 

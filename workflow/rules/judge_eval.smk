@@ -1,4 +1,4 @@
-# Judges measured, not trusted (issue 18): every judge of the panel (the primary `judge`
+# Judges measured, not trusted: every judge of the panel (the primary `judge`
 # plus config `judges`) is scored on the authored validation set and must reach
 # judge_validation.min_macro_f1 (or be accepted below it); panel judges score every
 # generation into results/judges/{name}/stances/; classifier judges are trained by their

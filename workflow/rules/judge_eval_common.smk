@@ -1,4 +1,4 @@
-# Constants and input functions of workflow/rules/judge_eval.smk (issue 18).
+# Constants and input functions of workflow/rules/judge_eval.smk.
 from valuedrift import judge_specs
 
 JUDGES = judge_specs.panel(config)

@@ -1,4 +1,4 @@
-"""The report's sections for existing checkpoint series and for seed variance (issue 16).
+"""The report's sections for existing checkpoint series and for seed variance.
 
 * "Existing checkpoint series": every bring-your-own trajectory (config ``trajectories``) with
   its drift table (magnitude, paired-bootstrap CI, significance) and v(T) figure, like a

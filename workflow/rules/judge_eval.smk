@@ -20,6 +20,7 @@ rule judge_classifier:
     log:
         paths.log_file("judge_classifier", "{judge}"),
     threads: workflow.cores
+    priority: 10  # every judge job waits for it: train it early, beside the first training segments
     conda:
         conda_env("infer")
     script:

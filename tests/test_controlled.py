@@ -469,14 +469,14 @@ def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
     cfg["runs"].append({**cfg["runs"][1], "algorithm": "simpo"})  # simpo on support only: no pair
     cfg["runs"].append({**cfg["runs"][2], "overrides": {"beta": 0.5}})  # a variant: neither a pair nor a table column
     done = vd_config.validate(cfg)
-    assert controlled.alignment_runs(done) == [
+    assert [(g["support"], g["oppose"]) for g in controlled.alignment_groups(done)] == [
         ("tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose")]
     from types import SimpleNamespace
 
-    assert controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", algorithm="dpo")) == [
+    assert controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", alignment="dpo")) == [
         "tiny/sft-demo-instruct/dpo-synthetic-support", "tiny/sft-demo-instruct/dpo-synthetic-oppose"]
     with pytest.raises(ValueError, match="no support- and oppose-aligned simpo runs of tiny/sft-demo-instruct"):
-        controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", algorithm="simpo"))
+        controlled.alignment_pair(done, SimpleNamespace(base="tiny", sft="demo-instruct", alignment="simpo"))
     [spec] = controlled.aligned_table_specs(done)
     assert spec["runs"] == {"tiny/sft-demo-instruct/dpo-synthetic-support": "support",
                             "tiny/sft-demo-instruct/dpo-synthetic-oppose": "oppose",
@@ -492,6 +492,35 @@ def test_alignment_contrast_pairs_support_and_oppose_runs(tmp_path, tiny_model):
     row = controlled.alignment_contrast(str(tmp_path / "s.csv"), str(tmp_path / "o.csv")).to_dicts()[0]
     assert row["magnitude_support_aligned"] == 0.2 and row["magnitude_oppose_aligned"] == -0.1
     assert row["magnitude_difference"] == pytest.approx(0.3)
+
+
+def test_seeded_study_pairs_support_and_oppose_runs_of_the_same_seed():
+    """Every seed of a seeded study is its own support/oppose pair, figure and contrast table
+    (both runs of one seed), not one pair the last seed overwrites."""
+    from types import SimpleNamespace
+
+    from valuedrift import controlled
+
+    for seeded in ("sft", "po"):
+        study = controlled_study()
+        if seeded == "sft":  # the SFT run repeated over seeds: every PO run follows each seed
+            study["runs"][0]["seeds"] = [0, 1]
+            part = lambda seed, pref: f"m/sft-chat-seed{seed}/dpo-synthetic-{pref}"  # noqa: E731
+        else:  # PO runs with seeds of their own from the one SFT model
+            for i in (1, 2):
+                study["runs"][i]["seeds"] = [0, 1]
+            part = lambda seed, pref: f"m/sft-chat/dpo-seed{seed}-synthetic-{pref}"  # noqa: E731
+        groups = [g for g in controlled.alignment_groups(study) if g["algorithm"] == "dpo"]
+        assert [(g["seed"], g["name"], g["support"], g["oppose"]) for g in groups] == [
+            (s, f"dpo-seed{s}", part(s, "support"), part(s, "oppose")) for s in (0, 1)], seeded
+        files = [controlled.alignment_files(g) for g in groups]
+        assert files[0]["png"].endswith("m/sft-chat/aligned-dpo-seed0.png")
+        assert files[1]["table"].endswith("m/sft-chat-aligned-dpo-seed1.csv")
+        assert len({f for fs in files for f in fs.values()}) == 6  # no seed shares a path
+        assert controlled.alignment_pair(study, SimpleNamespace(base="m", sft="chat", alignment="dpo-seed1")) == [
+            part(1, "support"), part(1, "oppose")]
+        assert controlled.alignment_label(groups[1]) == "m SFT on chat, DPO, seed 1"
+    assert [g["name"] for g in controlled.alignment_groups(controlled_study())] == ["dpo"]  # unseeded: today's paths
 
 
 # the report's controlled section ---------------------------------------------------------

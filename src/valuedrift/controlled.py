@@ -168,38 +168,48 @@ def aligned_table_files(spec: dict[str, Any]) -> dict[str, str]:
     return {ext: paths.aligned_table(spec["base"], spec["sft"], ext) for ext in paths.TABLE_FORMATS}
 
 
-def alignment_groups(config: dict[str, Any]) -> list[dict[str, str]]:
-    """Section 6's comparison: per SFT model and algorithm, its support-aligned and its
-    oppose-aligned run (same base, SFT checkpoint and algorithm; base, sft, algorithm,
-    support and oppose model paths), where the study has both."""
+def alignment_groups(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Section 6's comparison: per SFT model, algorithm and seed, its support-aligned and its
+    oppose-aligned run (same base, SFT checkpoint, algorithm and seed; base, sft, algorithm, seed,
+    ``name``: the figure's and table's path part, e.g. ``dpo`` or ``dpo-seed1``, support and oppose
+    model paths), where the study has both. Each seed of a seeded study is a pair of its own."""
     synth = synthetic_datasets(config)
-    by_key: dict[tuple[str, str, str], dict[str, str]] = {}
+    by_key: dict[tuple[str, str, str, int | None], dict[str, str]] = {}
     for run in aligned_runs(config):
-        by_key.setdefault((run.base, run.sft, run.algorithm), {})[synth[run.preference]] = run.model_path
-    return [{"base": b, "sft": s, "algorithm": a, "support": v["support"], "oppose": v["oppose"]}
-            for (b, s, a), v in by_key.items() if {"support", "oppose"} <= set(v)]
+        by_key.setdefault((run.base, run.sft, run.algorithm, run.seed), {})[synth[run.preference]] = run.model_path
+    return [{"base": b, "sft": s, "algorithm": a, "seed": seed, "name": paths.alignment_name(a, seed),
+             "support": v["support"], "oppose": v["oppose"]}
+            for (b, s, a, seed), v in by_key.items() if {"support", "oppose"} <= set(v)]
 
 
-def alignment_pair(config: dict[str, Any], wildcards) -> list[str]:
-    """[support-aligned, oppose-aligned] run paths of an alignment_plot target (its base, sft
-    and algorithm wildcards)."""
-    key = (wildcards.base, wildcards.sft, wildcards.algorithm)
+def alignment_group(config: dict[str, Any], wildcards) -> dict[str, Any]:
+    """The alignment group of an alignment_plot target (its base, sft and alignment wildcards)."""
+    key = (wildcards.base, wildcards.sft, wildcards.alignment)
     for group in alignment_groups(config):
-        if (group["base"], group["sft"], group["algorithm"]) == key:
-            return [group["support"], group["oppose"]]
+        if (group["base"], group["sft"], group["name"]) == key:
+            return group
     raise ValueError(f"no support- and oppose-aligned {key[2]} runs of {key[0]}/sft-{key[1]}")
 
 
-def alignment_files(group: dict[str, str]) -> dict[str, str]:
+def alignment_pair(config: dict[str, Any], wildcards) -> list[str]:
+    """[support-aligned, oppose-aligned] run paths of an alignment_plot target."""
+    group = alignment_group(config, wildcards)
+    return [group["support"], group["oppose"]]
+
+
+def alignment_label(group: dict[str, Any]) -> str:
+    """``base SFT on sft, ALGO`` (``, seed N`` for one seed of a seeded study)."""
+    from .study import algorithm_name
+
+    seed = "" if group["seed"] is None else f", seed {group['seed']}"
+    return f"{group['base']} SFT on {group['sft']}, {algorithm_name(group['algorithm'])}{seed}"
+
+
+def alignment_files(group: dict[str, Any]) -> dict[str, str]:
     """The figure (html, png) and the drift-contrast table of an alignment group."""
-    b, s, a = group["base"], group["sft"], group["algorithm"]
-    return {"html": paths.alignment_plot(b, s, a, "html"), "png": paths.alignment_plot(b, s, a, "png"),
-            "table": paths.alignment_contrast_table(b, s, a)}
-
-
-def alignment_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(support-aligned run, oppose-aligned run) model paths of each alignment group."""
-    return [(g["support"], g["oppose"]) for g in alignment_groups(config)]
+    b, s, n = group["base"], group["sft"], group["name"]
+    return {"html": paths.alignment_plot(b, s, n, "html"), "png": paths.alignment_plot(b, s, n, "png"),
+            "table": paths.alignment_contrast_table(b, s, n)}
 
 
 ALIGNED_LABELS = ("support-aligned", "oppose-aligned")

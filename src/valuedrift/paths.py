@@ -381,14 +381,20 @@ def aligned_table(base: str, sft: str, ext: str) -> str:
     return str(RESULTS / "tables" / base / f"sft-{sft}-aligned.{ext}")
 
 
-def alignment_plot(base: str, sft: str, algorithm: str, ext: str) -> str:
-    """A support- and an oppose-aligned run side by side per topic (Figures 7, 11-14)."""
-    return str(RESULTS / FIGURES / base / f"sft-{sft}" / f"aligned-{algorithm}.{ext}")
+def alignment_name(algorithm: str, seed: int | str | None = None) -> str:
+    """An alignment group's path part: the algorithm, ``-seed<N>`` appended for one seed of a seeded study."""
+    return algorithm if seed is None else f"{algorithm}-seed{seed}"
 
 
-def alignment_contrast_table(base: str, sft: str, algorithm: str) -> str:
+def alignment_plot(base: str, sft: str, name: str, ext: str) -> str:
+    """A support- and an oppose-aligned run side by side per topic (Figures 7, 11-14); ``name``:
+    ``alignment_name``."""
+    return str(RESULTS / FIGURES / base / f"sft-{sft}" / f"aligned-{name}.{ext}")
+
+
+def alignment_contrast_table(base: str, sft: str, name: str) -> str:
     """Per topic and stance: drift of the support- and of the oppose-aligned run, and their difference."""
-    return str(RESULTS / "tables" / base / f"sft-{sft}-aligned-{algorithm}.csv")
+    return str(RESULTS / "tables" / base / f"sft-{sft}-aligned-{name}.csv")
 
 
 # --- judge evaluation (validation, panel, trained judges, human review) -------

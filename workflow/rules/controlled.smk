@@ -11,7 +11,6 @@
 # `snakemake controlled` builds the data analyses; training runs on synthetic data, their
 # figures and tables come with `all` (the report's controlled section reads them).
 from valuedrift import controlled
-from valuedrift.study import algorithm_name
 
 SYNTHETIC = controlled.synthetic_datasets(config)
 STANCE_DATASETS = controlled.stance_datasets(config)
@@ -212,19 +211,19 @@ if ALIGNMENT_GROUPS:
             trajectories=lambda wc: [paths.trajectory_file(r) for r in controlled.alignment_pair(config, wc)],
             drift=lambda wc: [paths.drift_table(r) for r in controlled.alignment_pair(config, wc)],
         output:
-            html=paths.alignment_plot("{base}", "{sft}", "{algorithm}", "html"),
-            png=paths.alignment_plot("{base}", "{sft}", "{algorithm}", "png"),
-            table=paths.alignment_contrast_table("{base}", "{sft}", "{algorithm}"),
+            html=paths.alignment_plot("{base}", "{sft}", "{alignment}", "html"),
+            png=paths.alignment_plot("{base}", "{sft}", "{alignment}", "png"),
+            table=paths.alignment_contrast_table("{base}", "{sft}", "{alignment}"),
         wildcard_constraints:
             base=_alternatives({g["base"] for g in ALIGNMENT_GROUPS}),
             sft=_alternatives({g["sft"] for g in ALIGNMENT_GROUPS}),
-            algorithm=_alternatives({g["algorithm"] for g in ALIGNMENT_GROUPS}),
+            alignment=_alternatives({g["name"] for g in ALIGNMENT_GROUPS}),
         params:
-            title=lambda wc: f"{wc.base} SFT on {wc.sft}, {algorithm_name(wc.algorithm)} on synthetic data: "
-                             "support- vs oppose-aligned",
+            title=lambda wc: f"{controlled.alignment_label(controlled.alignment_group(config, wc))} on synthetic "
+                             "data: support- vs oppose-aligned",
             figures=canonical(config["report"]["figures"]),
         log:
-            paths.log_file("alignment_plot", "{base}/sft-{sft}/{algorithm}"),
+            paths.log_file("alignment_plot", "{base}/sft-{sft}/{alignment}"),
         conda:
             conda_env("analysis")
         script:

@@ -16,7 +16,6 @@ from typing import Any
 import polars as pl
 
 from .. import controlled, paper_tables, paths, tables
-from ..study import algorithm_name
 from ..topics import STANCES
 from .sections import Context, Section, register
 
@@ -83,12 +82,12 @@ def controlled_view(context: Context) -> dict[str, Any] | None:
         f = controlled.alignment_files(group)
         if not set(f.values()) <= files:
             continue
-        label = f"{group['base']} SFT on {group['sft']}, {algorithm_name(group['algorithm'])}"
+        label = controlled.alignment_label(group)
         view["alignments"].append({
             "label": label,
             "figure": figure(links, f["png"], f["html"], f"{label}: support-aligned (left) and oppose-aligned (right) "
                              "synthetic data from the same SFT checkpoint, v(T) per topic",
-                             f"fig-aligned-{group['base']}-{group['sft']}-{group['algorithm']}"),
+                             f"fig-aligned-{group['base']}-{group['sft']}-{group['name']}"),
             "rows": contrast_rows(pl.read_csv(f["table"]), decimals),
             "files": [links(f["table"], "drift contrast (CSV)"), links(paths.drift_table(group["support"]),
                       "support-aligned drift.csv"), links(paths.drift_table(group["oppose"]), "oppose-aligned drift.csv")]})

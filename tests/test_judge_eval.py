@@ -252,3 +252,32 @@ def test_judge_params_hold_only_what_changes_its_stances(monkeypatch):
                                                                      else ""))
     assert judge_specs.result_settings(local) != lp and judge_specs.result_settings(api) != ap
     assert judge_specs.result_settings(trained) == tp
+
+
+def test_a_distilled_judge_params_hold_its_teacher_result_settings(monkeypatch):
+    """A distilled classifier's teacher is reduced like any judge: its batch size or cache never
+    retrains the classifier (nor reruns its judge jobs), the Figure-8 prompt does; an authored
+    classifier has no teacher in its params, so the prompt never reruns it."""
+    from valuedrift import judge_specs, prompts
+
+    teacher = {"backend": "openai", "model": "gpt-4o", "base_url": "https://x", "batch_size": 8, "cache_dir": "c"}
+    distilled = judge_specs.with_defaults({"backend": "classifier", "train": {"source": "distill", "teacher": teacher}})
+    authored = judge_specs.with_defaults({"backend": "classifier", "train": {"teacher": teacher}})
+    faster = judge_specs.with_defaults({"backend": "classifier", "train": {
+        "source": "distill", "teacher": {**teacher, "batch_size": 64, "concurrency": 32, "cache_dir": "elsewhere"}}})
+    dp, ap = judge_specs.result_settings(distilled), judge_specs.result_settings(authored)
+    assert not {"batch_size", "cache_dir", "base_url", "concurrency"} & set(dp["train"]["teacher"])
+    assert "teacher" not in ap["train"] and "prompt_sha256" not in ap
+    assert judge_specs.result_settings(faster) == dp
+    assert judge_specs.training_settings(faster) == judge_specs.training_settings(distilled) == \
+        {k: dp[k] for k in ("embedder", "train")}
+    # the job gets the teacher's execution settings back from the config
+    job = judge_specs.job_spec({"judge": distilled, "models": {}}, "primary", judge_specs.training_settings(distilled))
+    assert job["train"]["teacher"]["base_url"] == "https://x" and job["train"]["teacher"]["batch_size"] == 8
+
+    load = prompts.load
+    monkeypatch.setattr(prompts, "load", lambda name: load(name) + (" Answer with one letter." if name == "judge_stance"
+                                                                     else ""))
+    assert judge_specs.result_settings(distilled) != dp and judge_specs.training_settings(distilled) != \
+        {k: dp[k] for k in ("embedder", "train")}
+    assert judge_specs.result_settings(authored) == ap

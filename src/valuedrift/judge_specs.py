@@ -72,22 +72,43 @@ def result_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
     No execution setting (``study.EXECUTION_KEYS['judge']``: a job reads those from the config,
     ``job_spec``), no key its backend never reads (``max_tokens`` is the openai judge's only),
-    and for an LLM judge the prompt's digest."""
+    and for an LLM judge the prompt's digest. A distilled classifier's ``train.teacher`` is a
+    judge spec of its own, reduced the same way (its digest included: editing the prompt
+    retrains the classifier); an authored classifier never reads a teacher, so has none."""
     from .study import result_settings as block_result_settings
 
     backend = spec.get("backend", "local")
     out = {k: v for k, v in block_result_settings(spec, "judge").items() if k not in UNUSED_KEYS.get(backend, ())}
     if backend in LLM_BACKENDS:
         out["prompt_sha256"] = prompt_digest()
+    if backend == "classifier" and isinstance(out.get("train"), dict):
+        train = {k: v for k, v in out["train"].items() if k != "teacher"}
+        teacher = out["train"].get("teacher")
+        if train.get("source") == "distill" and isinstance(teacher, dict):
+            train["teacher"] = result_settings(with_defaults(teacher))
+        out["train"] = train
     return out
+
+
+def training_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """What of a classifier judge's spec changes the trained classifier: the rule params of
+    ``judge_classifier`` (``result_settings``' ``embedder`` and ``train``)."""
+    return {k: v for k, v in result_settings(spec).items() if k in ("embedder", "train")}
 
 
 def job_spec(config: dict[str, Any], name: str, params_spec: dict[str, Any]) -> dict[str, Any]:
     """What a job of judge ``name`` runs with: its rule's params (``result_settings``) plus the
-    execution settings of its spec in the config (batch size, cache, endpoint, ...)."""
+    execution settings of its spec in the config (batch size, cache, endpoint, ...), a
+    distilled classifier's teacher's included."""
     from .study import execution_settings
 
-    return {**params_spec, **execution_settings(panel(config)[name], "judge")}
+    spec = panel(config)[name]
+    out = {**params_spec, **execution_settings(spec, "judge")}
+    teacher = (spec.get("train") or {}).get("teacher") if spec["backend"] == "classifier" else None
+    if isinstance(teacher, dict) and isinstance((out.get("train") or {}).get("teacher"), dict):
+        out["train"] = {**out["train"], "teacher": {**out["train"]["teacher"],
+                                                    **execution_settings(with_defaults(teacher), "judge")}}
+    return out
 
 
 def report_files(config: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ rule judge_classifier:
         classifier=paths.judge_classifier_file("{judge}"),
         report=paths.judge_classifier_report("{judge}"),
     params:
-        spec=lambda wc: {k: JUDGES[wc.judge][k] for k in ("embedder", "train")},
+        spec=lambda wc: judge_specs.training_settings(JUDGES[wc.judge]),
         models=lambda wc: study_model_keys() if JUDGES[wc.judge]["train"]["source"] == "distill" else [],
     wildcard_constraints:
         judge=_alternatives(CLASSIFIER_JUDGES) or NO_NAME,

@@ -2,7 +2,7 @@ from valuedrift import classifier_judge, judge_specs, pipeline
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
-spec = snakemake.params.spec
+spec = judge_specs.job_spec(snakemake.config, snakemake.wildcards.judge, snakemake.params.spec)
 train = spec["train"]
 if train["source"] == "authored":
     classifier_judge.train_authored(train=snakemake.input.train, embedder=spec["embedder"], settings=train,

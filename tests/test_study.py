@@ -82,6 +82,24 @@ def test_overrides_name_their_paths_and_sweeps_expand_into_runs(tiny_model):
     assert study.sweeps[0].values == [0.2, 0.5] and swept.label == "DPO (demo-support, beta=0.5)"
 
 
+def test_sweeps_of_two_seeds_of_one_run_get_a_figure_each(tiny_model):
+    for seeded, of in (("sft", "tiny/sft-demo-instruct-seed{}/dpo-demo-support"),
+                       ("po", "tiny/sft-demo-instruct/dpo-seed{}-demo-support")):
+        cfg = tiny_config(tiny_model)
+        cfg["runs"][0 if seeded == "sft" else 1]["seeds"] = [0, 1]
+        cfg["sweeps"] = [{"of": of.format(s), "key": "beta", "values": [0.2]} for s in (0, 1)]
+        study = Study(vd_config.validate(cfg))
+        assert [s.name for s in study.sweeps] == ["dpo-seed0-beta-demo-support", "dpo-seed1-beta-demo-support"]
+        figures = [f for f in study.study_figures("png") if "/sweep-" in f]
+        assert figures == [paths.sweep_plot("tiny", "demo-instruct", s.name, "png") for s in study.sweeps]
+        assert len(set(figures)) == 2, seeded
+        one = study.sweep("tiny", "demo-instruct", "dpo-seed1-beta-demo-support")
+        assert one.of.seed == 1 and [r.seed for _, r in one.lines(cfg["training"])] == [1, 1]
+    plain = tiny_config(tiny_model)
+    plain["sweeps"] = [{"of": "tiny/sft-demo-instruct/dpo-demo-support", "key": "beta", "values": [0.2]}]
+    assert [s.name for s in Study(vd_config.validate(plain)).sweeps] == ["dpo-beta-demo-support"]  # unseeded: today's
+
+
 @pytest.mark.parametrize("change,message", [
     (lambda c: c["runs"].append({**c["runs"][1], "overrides": {"beta": 0.1}}) or
      c.update(sweeps=[{"of": "tiny/sft-demo-instruct/dpo-demo-support", "key": "beta", "values": [0.1]}]),

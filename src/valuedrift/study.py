@@ -42,6 +42,8 @@ class Run:
     # the seed of the SFT run this run's chain belongs to (an SFT run's own seed; a PO run of a
     # seeded SFT run has that run's seed); None: the SFT part of the path names no seed
     sft_seed: int | None = None
+    # the config entry this run comes from, for messages (``runs[2] (seed 1)``, ``sweeps[0] (beta=0.5)``)
+    origin: str = field(default="", compare=False)
 
     @property
     def variant(self) -> str:
@@ -192,26 +194,27 @@ def runs_of(config: dict[str, Any]) -> list[Run]:
     sft_seeds = {(r["base"], r["sft"]): r.get("seeds") or study_seeds
                  for r in config["runs"] if "algorithm" not in r}
     runs = []
-    for r in config["runs"]:
+    for i, r in enumerate(config["runs"]):
         is_sft = "algorithm" not in r
         chain = sft_seeds.get((r["base"], r["sft"]))
         one = Run(base=r["base"], sft=r["sft"], every=r["every"], max_steps=r["max_steps"],
                   algorithm=r.get("algorithm"), preference=r.get("preference"),
                   sft_max_steps=None if is_sft else sft_end.get((r["base"], r["sft"])),
-                  overrides=tuple(sorted((r.get("overrides") or {}).items())))
+                  overrides=tuple(sorted((r.get("overrides") or {}).items())), origin=f"runs[{i}]")
         if chain:  # the SFT run is seeded: this run (SFT or PO) follows each of its seeds
-            runs += [replace(one, seed=seed, sft_seed=seed) for seed in chain]
+            runs += [replace(one, seed=seed, sft_seed=seed, origin=f"runs[{i}] (seed {seed})") for seed in chain]
         elif not is_sft and r.get("seeds"):
-            runs += [replace(one, seed=seed) for seed in r["seeds"]]
+            runs += [replace(one, seed=seed, origin=f"runs[{i}] (seed {seed})") for seed in r["seeds"]]
         else:
             runs.append(one)
     by_path = {run.model_path: run for run in runs}
-    for sweep in config.get("sweeps") or []:
+    for j, sweep in enumerate(config.get("sweeps") or []):
         of = by_path.get(sweep["of"])
         if of is None:
             continue  # config.validate names the missing run
         for value in sweep["values"]:
-            runs.append(replace(of, overrides=tuple(sorted({**dict(of.overrides), sweep["key"]: value}.items()))))
+            runs.append(replace(of, overrides=tuple(sorted({**dict(of.overrides), sweep["key"]: value}.items())),
+                                origin=f"sweeps[{j}] ({sweep['key']}={value!r})"))
     return runs
 
 
@@ -236,7 +239,11 @@ class Sweep:
 
     @property
     def name(self) -> str:
-        return f"{self.of.algorithm}-{self.key}-{self.of.preference}"
+        """The sweep's figure name within its SFT model's folder: ``dpo-beta-<preference>``, with
+        the swept run's seed (``dpo-seed1-beta-<preference>``) when it is one seed of a seeded
+        run, so that sweeps of two seeds of one run get a figure each."""
+        algorithm = self.of.algorithm if self.of.seed is None else f"{self.of.algorithm}-seed{self.of.seed}"
+        return f"{algorithm}-{self.key}-{self.of.preference}"
 
     @property
     def values(self) -> list[Any]:

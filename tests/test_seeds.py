@@ -195,6 +195,30 @@ def test_paper_tables_give_each_seed_its_columns(tiny_model, tmp_path):
     assert paper_tables.build({"kind": "sft", "base": "tiny", "sft": None}, unseeded).levels == ("SFT data",)
 
 
+def test_po_table_names_a_po_runs_own_seed_once(tiny_model, tmp_path):
+    """PO runs with seeds of their own (``dpo-seed3-...``): the header is DPO / seed 3, not
+    "DPO (seed3)" above "seed 3"; a run's overrides stay in its algorithm header."""
+    from conftest import tiny_config
+    from valuedrift import paper_tables, tables
+
+    cfg = tiny_config(tiny_model)
+    cfg["runs"][1]["seeds"] = [3, 4]
+    cfg["runs"].append({**cfg["runs"][1], "overrides": {"beta": 0.5}})
+    study = _study(cfg)
+    drift = {r.model_path: full_drift_table([("abortion", st, 0.1, 0.5, True) for st in ("support", "neutral", "oppose")])
+             for r in study.runs}
+    tables.write(paper_tables.study_drift(drift, study.runs), tmp_path / "drift-all-runs.csv", "study_drift")
+    long = tables.read(tmp_path / "drift-all-runs.csv", "study_drift")
+    po = paper_tables.build({"kind": "po", "base": "tiny", "sft": "demo-instruct"}, long)
+    assert po.levels == ("preference data", "algorithm", "seed")
+    assert po.groups == (("demo-support", "DPO", "seed 3"), ("demo-support", "DPO", "seed 4"),
+                         ("demo-support", "DPO (beta0.5)", "seed 3"), ("demo-support", "DPO (beta0.5)", "seed 4"))
+    assert [[label for label, _ in row] for row in po.header_rows()] == [
+        ["DPO", "DPO (beta0.5)"], ["seed 3", "seed 4", "seed 3", "seed 4"]]
+    assert "demo-support/dpo-beta0.5/4/support" in po.data.columns
+    assert "seed3" not in po.to_markdown() and "seed3" not in po.to_latex()
+
+
 def test_report_sections_show_series_and_seed_variance_from_their_files(tmp_path):
     """The two report sections, from files written by the real writers, rendered by the page's templates."""
     from valuedrift import paths, tables

@@ -195,11 +195,17 @@ def _display(level: str, key: str) -> str:
 
 
 def _with_algorithm_part(rows: pl.DataFrame) -> pl.DataFrame:
-    """``algorithm`` as the run path's algorithm part (``dpo-beta0.5`` for a run with overrides,
-    e.g. a sweep's), so that runs differing only in their settings get columns of their own."""
+    """``algorithm`` as the run path's algorithm part (``valuedrift.study.Run.algorithm_part``:
+    ``dpo-beta0.5`` for a run with overrides, e.g. a sweep's), so that runs differing only in their
+    settings get columns of their own. A PO run's own seed (``dpo-seed1``) is left out: the table's
+    seed level names it (``_build``), once."""
     leaf = pl.col("run").str.split("/").list.last()
-    return rows.with_columns(leaf.str.slice(0, leaf.str.len_chars() - pl.col("preference").str.len_chars() - 1)
-                             .alias("algorithm"))
+    part = leaf.str.slice(0, leaf.str.len_chars() - pl.col("preference").str.len_chars() - 1)
+    if "seed" in rows.columns:
+        suffix = pl.lit("-seed") + pl.col("seed").cast(pl.String)
+        part = (pl.when(pl.col("seed").is_not_null() & part.str.ends_with(suffix))
+                .then(part.str.slice(0, part.str.len_chars() - suffix.str.len_chars())).otherwise(part))
+    return rows.with_columns(part.alias("algorithm"))
 
 
 def sft_table(study: pl.DataFrame, base: str) -> PaperTable:

@@ -53,6 +53,20 @@ def test_config_errors_name_the_key(cfg, mutate, message):
     assert message in str(err.value)
 
 
+def test_dataset_stance_with_a_classifier_judge_is_refused_before_any_job(cfg):
+    """The dataset-stance stage asks the primary judge the Figure 18 prompt: a classifier judge,
+    which reads no prompt, is an error at config time naming judge.backend and dataset_stance."""
+    cfg["judge"] = {"backend": "classifier", "train": {"path": str(REPO / "data/demo/sft.jsonl")}}
+    cfg["dataset_stance"] = {"datasets": ["demo-instruct"]}
+    with pytest.raises(vd_config.ConfigError) as err:
+        vd_config.validate(copy.deepcopy(cfg))
+    assert "config key 'judge.backend': 'classifier' cannot judge the 'dataset_stance' datapoints" in str(err.value)
+    assert "make `judge` a local, vllm or openai judge" in str(err.value)
+    cfg["judges"] = {"probe": cfg["judge"]}  # the fix it suggests: an LLM judge, the classifier on the panel
+    cfg["judge"] = {"backend": "local", "model": "tiny"}
+    vd_config.validate(cfg)
+
+
 def test_runs_link_po_to_final_sft_checkpoint(cfg):
     runs = runs_of(vd_config.validate(cfg))
     sft, dpo = runs

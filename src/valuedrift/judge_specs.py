@@ -57,22 +57,23 @@ def validation_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULT_VALIDATION, **(config.get("judge_validation") or {})}
 
 
-def prompt_digest() -> str:
-    """The Figure-8 judge prompt's hash: an LLM judge's rule params hold it, so editing the
-    prompt reruns exactly the jobs of the judges that read it."""
+def prompt_digest(prompt: str = "judge_stance") -> str:
+    """A prompt's hash (default Figure 8, the judge prompt; ``dataset_stance`` is Figure 18): an
+    LLM judge's rule params hold it, so editing the prompt reruns exactly the jobs that read it."""
     import hashlib
 
     from .prompts import load
 
-    return hashlib.sha256(load("judge_stance").encode()).hexdigest()[:16]
+    return hashlib.sha256(load(prompt).encode()).hexdigest()[:16]
 
 
-def result_settings(spec: dict[str, Any]) -> dict[str, Any]:
+def result_settings(spec: dict[str, Any], prompt: str = "judge_stance") -> dict[str, Any]:
     """What of a judge spec changes its stances, canonical: the rule params of its jobs.
 
     No execution setting (``study.EXECUTION_KEYS['judge']``: a job reads those from the config,
     ``job_spec``), no key its backend never reads (``max_tokens`` is the openai judge's only),
-    and for an LLM judge the prompt's digest. A distilled classifier's ``train.teacher`` is a
+    and for an LLM judge the digest of the prompt it is asked (``prompt``, a name of
+    ``valuedrift.prompts``: Figure 8 unless a stage asks another). A distilled classifier's ``train.teacher`` is a
     judge spec of its own, reduced the same way (its digest included: editing the prompt
     retrains the classifier); an authored classifier never reads a teacher, so has none."""
     from .study import result_settings as block_result_settings
@@ -80,7 +81,7 @@ def result_settings(spec: dict[str, Any]) -> dict[str, Any]:
     backend = spec.get("backend", "local")
     out = {k: v for k, v in block_result_settings(spec, "judge").items() if k not in UNUSED_KEYS.get(backend, ())}
     if backend in LLM_BACKENDS:
-        out["prompt_sha256"] = prompt_digest()
+        out["prompt_sha256"] = prompt_digest(prompt)
     if backend == "classifier" and isinstance(out.get("train"), dict):
         train = {k: v for k, v in out["train"].items() if k != "teacher"}
         teacher = out["train"].get("teacher")
@@ -243,6 +244,12 @@ def check_config(config: dict[str, Any], need_file, problems: list[str]) -> None
             elif train["teacher"].get("calibration", "none") == "auto":
                 problems.append(f"config key '{key}.train.teacher.calibration': a teacher is calibrated "
                                 f"'contextual' or 'none' (auto needs a validation run of its own)")
+    stance = config.get("dataset_stance") or {}
+    if stance.get("datasets") and config["judge"].get("backend", "local") not in LLM_BACKENDS:
+        problems.append(f"config key 'judge.backend': {config['judge']['backend']!r} cannot judge the 'dataset_stance' "
+                        f"datapoints (they are asked the Figure 18 prompt, which only an LLM judge reads; the "
+                        f"stage has no judge of its own): make `judge` a local, vllm or openai judge (a classifier "
+                        f"can stay as a panel judge under `judges`), or drop the 'dataset_stance' block")
     validation = validation_settings(config)
     if validation["enabled"]:
         need_file("judge_validation.path", validation["path"])

@@ -128,13 +128,15 @@ if STANCE_DATASETS:
             stances=paths.dataset_stances_file("{dataset}"),
             accounting=paths.dataset_stance_accounting("{dataset}"),
         params:
-            judge=config["judge"],
+            # the primary judge's result settings and the Figure 18 prompt's digest (the job adds
+            # the execution settings back from the config: judge_specs.job_spec)
+            judge=judge_specs.result_settings(config["judge"], prompt="dataset_stance"),
             max_chars=STANCE["max_chars"],
         log:
             paths.log_file("dataset_stance", "{dataset}"),
         threads: workflow.cores
         resources:
-            **(job_resources("infer", judge_base()) if config["judge"]["backend"] == "local" else {}),
+            **(job_resources("infer", judge_specs.resource_model(config)) if judge_specs.runs_locally(config) else {}),
         conda:
             conda_env("infer")
         script:

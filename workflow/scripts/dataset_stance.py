@@ -1,8 +1,8 @@
-from valuedrift import dataset_stance, pipeline
+from valuedrift import dataset_stance, judge_specs, paths, pipeline
 
 pipeline.configure_logging(snakemake.log[0])
 pipeline.set_threads(snakemake.threads)
-cfg = snakemake.params.judge
+cfg = judge_specs.job_spec(snakemake.config, paths.PRIMARY_JUDGE, snakemake.params.judge)
 dataset_stance.classify(
     dataset=snakemake.input.dataset,
     retrieved=snakemake.input.retrieved,

@@ -317,10 +317,8 @@ def _check_overrides_and_sweeps(config, problems) -> None:
     if len(problems) > before:
         return
     runs = runs_of(config)
-    names = [f"runs[{i}]" for i in range(len(config["runs"]))]
-    names += [f"sweeps[{j}] ({s['key']}={v!r})" for j, s in enumerate(config.get("sweeps") or []) for v in s["values"]]
     for first, second, path in run_collisions(runs):
-        problems.append(f"config keys '{names[first]}' and '{names[second]}' both write the run {path}: "
+        problems.append(f"config keys '{runs[first].origin}' and '{runs[second].origin}' both write the run {path}: "
                         f"give one other settings or drop it")
 
 

@@ -81,6 +81,10 @@ CONFIG_CASES = {
     "two runs, one output path": (_add_run(algorithm="dpo", preference="demo-support"),
                                   ["runs[2]", "both write the run tiny/sft-demo-instruct/dpo-demo-support", "runs[1]"]),
     "duplicate SFT run": (_add_run(), ["runs[2]", "duplicate SFT run"]),
+    "two seeded runs, one output path": (  # runs[1] is DPO without seeds: seeds [1, 2] twice collide per seed
+        lambda cfg: (cfg["runs"].__setitem__(1, {**cfg["runs"][1], "seeds": [1, 2]}),
+                     cfg["runs"].append({**cfg["runs"][1]})),
+        ["'runs[1] (seed 1)' and 'runs[2] (seed 1)' both write the run tiny/sft-demo-instruct/dpo-seed1-demo-support"]),
     "model name with a slash": (_rename_model("org/tiny"), ["models.org/tiny", "no '/'"]),
 }
 

@@ -261,3 +261,33 @@ def test_report_sections_show_series_and_seed_variance_from_their_files(tmp_path
                     if s.id in ("series", "seeds")]
     finally:
         paths.use_results_dir(None)
+
+
+def test_report_sections_find_their_files_by_the_names_paths_gives(tmp_path, monkeypatch):
+    """The series and seeds views take file names from valuedrift.paths: renamed artifacts are
+    still found (no section silently left out)."""
+    from valuedrift import paths, tables
+    from valuedrift.report import page, series_view
+    from valuedrift.trajectories import Checkpoint, Trajectory
+
+    drift_dir, seeds_dir = paths.drift_dir, paths.run_seeds_dir
+    monkeypatch.setattr(paths, "drift_table", lambda mp: f"{drift_dir(mp)}/drift-table.csv")
+    monkeypatch.setattr(paths, "trajectory_plot", lambda mp, ext: f"{drift_dir(mp)}/v-of-t.{ext}")
+    monkeypatch.setattr(paths, "run_drift_across_seeds", lambda g: f"{seeds_dir(g)}/across.csv")
+    monkeypatch.setattr(paths, "seed_bands_plot", lambda folder, ext: f"{folder}/bands.{ext}")
+    paths.use_results_dir(str(tmp_path / "results"))
+    try:
+        mine = Trajectory(name="mine", checkpoints=(Checkpoint(step=0, path="a"), Checkpoint(step=4, path="b")))
+        files = series_view.report_inputs([mine], [], ["tiny/sft-demo-instruct"])
+        assert paths.drift_table("external/mine") in files and f"{seeds_dir('tiny/sft-demo-instruct')}/across.csv" in files
+        tables.write(full_drift_table([("abortion", "support", 0.3, 0.5, True)]), paths.drift_table("external/mine"), "drift")
+        by_seed = {s: full_drift_table([("abortion", "support", 0.3 + s / 100, 0.5, True)]) for s in (0, 1)}
+        tables.write(seeds.drift_across_seeds(by_seed), paths.run_drift_across_seeds("tiny/sft-demo-instruct"),
+                     "drift_across_seeds")
+        links = page.Links(paths.report_index())
+        series, seeded = series_view.series_view(files, links), series_view.seeds_view(files, links)
+    finally:
+        paths.use_results_dir(None)
+    assert [s["name"] for s in series["series"]] == ["mine"] and series["series"][0]["figure"]["png"].endswith("v-of-t.png")
+    (group,) = seeded["groups"]
+    assert group["name"] == "tiny/sft-demo-instruct" and group["figure"]["html"].endswith("bands.html")

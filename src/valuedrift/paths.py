@@ -200,6 +200,17 @@ def external_trajectory_path(name: str) -> str:
     return f"{EXTERNAL}/{name}"
 
 
+def external_drift_root() -> str:
+    """The folder holding every external trajectory's drift dir (``drift_dir`` of ``external/<name>``)."""
+    return drift_dir(EXTERNAL)
+
+
+def file_name(path: str) -> str:
+    """The last part of an artifact path (``drift.csv`` of ``drift_table(run)``): how a reader that
+    groups files by folder tells one artifact of a folder from another."""
+    return PurePosixPath(path).name
+
+
 def external_model_key(name: str, step: int) -> str:
     """Model key of an imported checkpoint of an external trajectory."""
     return f"{external_trajectory_path(name)}/step-{step}"

@@ -7,8 +7,9 @@
   per topic and stance, whether the mean drift exceeds the spread over seeds.
 
 The views read only the files of the report rule's input ``series`` (``report_inputs``), and
-find each series' files by folder: a folder with a ``drift.csv`` is a series, one with a
-``drift-across-seeds.csv`` a seed group. None (no such files): the page leaves a section out.
+find each series' files by folder and file name, both from ``valuedrift.paths``: a folder with a
+drift table is a series, one with an across-seed drift table a seed group. None (no such files):
+the page leaves a section out.
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ import polars as pl
 from .. import paths, tables
 from .sections import Section, register
 
-DRIFT = "drift.csv"
-ACROSS = "drift-across-seeds.csv"
+_ANY = "_"  # a placeholder run, trajectory or seed group: only the file names of its paths are used
+
+
+def _drift_name() -> str:
+    return paths.file_name(paths.drift_table(_ANY))
+
+
+def _across_names() -> set[str]:
+    """The across-seed drift table's name, of an external seed group and of a trained run's."""
+    return {paths.file_name(paths.drift_across_seeds_table(_ANY)), paths.file_name(paths.run_drift_across_seeds(_ANY))}
 
 
 def report_inputs(trajectories: Iterable[Any], external_seed_groups: Iterable[str],
@@ -42,11 +51,12 @@ def report_inputs(trajectories: Iterable[Any], external_seed_groups: Iterable[st
     return files
 
 
-def _folders(files: list[str] | None, marker: str) -> dict[str, dict[str, str]]:
+def _folders(files: list[str] | None, markers: set[str]) -> dict[str, dict[str, str]]:
+    """Files by folder, then file name: the folders holding a file named one of ``markers``."""
     by_folder: dict[str, dict[str, str]] = defaultdict(dict)
     for f in files or []:
-        by_folder[str(Path(f).parent)][Path(f).name] = f
-    return {folder: named for folder, named in by_folder.items() if marker in named}
+        by_folder[str(Path(f).parent)][paths.file_name(f)] = f
+    return {folder: named for folder, named in by_folder.items() if markers & set(named)}
 
 
 def _name(folder: str, root: str) -> str:
@@ -74,8 +84,9 @@ def _fmt(value: float | None, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _figure(links, named: dict[str, str], stem: str, caption: str, fig_id: str) -> dict[str, Any] | None:
-    png, page = named.get(f"{stem}.png"), named.get(f"{stem}.html")
+def _figure(links, named: dict[str, str], plot, caption: str, fig_id: str) -> dict[str, Any] | None:
+    """The folder's figure whose paths ``plot(ext)`` gives (only their file names are compared)."""
+    png, page = named.get(paths.file_name(plot("png"))), named.get(paths.file_name(plot("html")))
     if png is None or page is None:
         return None
     return {"id": fig_id, "png": links.rel(png), "html": links.rel(page), "caption": caption}
@@ -83,13 +94,14 @@ def _figure(links, named: dict[str, str], stem: str, caption: str, fig_id: str) 
 
 def series_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, Any] | None:
     """Per existing checkpoint series: its drift per topic and stance (CI, significance) and v(T)."""
-    folders = _folders(files, DRIFT)
+    drift_name = _drift_name()
+    folders = _folders(files, {drift_name})
     if not folders:
         return None
     out = []
     for folder, named in folders.items():
-        name = _name(folder, str(paths.RESULTS / "drift" / paths.EXTERNAL))
-        drift = tables.read(named[DRIFT], "drift")
+        name = _name(folder, paths.external_drift_root())
+        drift = tables.read(named[drift_name], "drift")
         has_ci = "magnitude_ci_low" in drift.columns  # valuedrift.significance's columns
         if has_ci:
             drift = drift.with_columns(_flags(drift["significant"]))
@@ -102,27 +114,29 @@ def series_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, 
                          _fmt(r["magnitude"], decimals), ci, sig, _fmt(r["drift_time"], decimals)])
         steps = int(drift["total_steps"].max()) if drift.height else 0
         significant = int(drift["significant"].fill_null(False).sum()) if has_ci else 0
-        files_view = [links(f, label) for label, f in (("drift table", named.get(DRIFT)),
+        files_view = [links(f, label) for label, f in (("drift table", named.get(drift_name)),
                                                         ("answers behind the drift (drill-down)",
-                                                         named.get("drilldown.html"))) if f]
+                                                         named.get(paths.file_name(paths.drilldown_page(_ANY))))) if f]
         out.append({"id": f"series-{name}", "name": name, "steps": steps, "rows": rows,
                     "significant": significant, "tested": drift.drop_nulls("significant").height if has_ci else 0,
                     "files": files_view,
-                    "figure": _figure(links, named, "trajectory", f"v(T) over the checkpoints of {name}",
+                    "figure": _figure(links, named, lambda ext: paths.trajectory_plot(_ANY, ext), f"v(T) over the checkpoints of {name}",
                                       f"fig-series-{name}")})
     return {"series": out}
 
 
 def seeds_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, Any] | None:
     """Per seed group: seed bands on v(T), and per topic and stance whether the drift exceeds the seed spread."""
-    folders = _folders(files, ACROSS)
+    across_names = _across_names()
+    folders = _folders(files, across_names)
     if not folders:
         return None
     groups = []
     for folder, named in folders.items():
+        across_file = next(named[n] for n in sorted(across_names) if n in named)
         external = Path(folder).is_relative_to(paths.seed_group_dir(""))
         name = _name(folder, paths.seed_group_dir("") if external else paths.run_seeds_dir(""))
-        across = tables.read(named[ACROSS], "drift_across_seeds")
+        across = tables.read(across_file, "drift_across_seeds")
         across = across.with_columns(_flags(across["exceeds_seed_spread"]))
         rows = []
         for r in across.iter_rows(named=True):
@@ -135,8 +149,8 @@ def seeds_view(files: list[str] | None, links, decimals: int = 2) -> dict[str, A
         groups.append({"id": f"seeds-{name}", "name": name, "kind": "checkpoint series" if external else "trained run",
                        "n_seeds": int(across["n_seeds"].max()) if across.height else 0, "rows": rows,
                        "exceeding": exceeding, "tested": across.drop_nulls("exceeds_seed_spread").height,
-                       "files": [links(named[ACROSS], "across-seed drift table")],
-                       "figure": _figure(links, named, "seed-bands", f"v(T) over seeds: {name}", f"fig-seeds-{name}")})
+                       "files": [links(across_file, "across-seed drift table")],
+                       "figure": _figure(links, named, lambda ext: paths.seed_bands_plot(folder, ext), f"v(T) over seeds: {name}", f"fig-seeds-{name}")})
     return {"groups": groups}
 
 

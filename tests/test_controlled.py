@@ -654,6 +654,32 @@ def test_controlled_section_shows_the_hand_built_results(tmp_path):
     assert 'id="fig-dataset-stance"' in html and 'id="fig-value-gap"' in html
 
 
+def test_controlled_section_of_a_seeded_study_shows_each_seeds_pair_from_the_layout(tmp_path):
+    """The view reads report_layout's roles: a seeded study's report inputs hold every seed's
+    figure and contrast table, and the section shows one pair per seed."""
+    from valuedrift import controlled, paths
+    from valuedrift.report import controlled_view, page, sections
+
+    study = controlled_study()
+    study["runs"][0]["seeds"] = [0, 1]
+    paths.use_results_dir(str(tmp_path / "results"))
+    try:
+        write_controlled_results(study)
+        lay = controlled.report_layout(study)
+        inputs = controlled.report_inputs(study)
+        assert [g["name"] for g in lay["alignments"]] == ["dpo-seed0", "dpo-seed1"]
+        assert {f for g in lay["alignments"] for f in g["files"].values()} <= set(inputs)
+        shown = {k: v for k, v in study.items() if k not in ("synthetic", "dataset_stance")}
+        view = controlled_view.controlled_view(sections.Context(
+            {"study_drift": paths.study_drift_table(), "controlled": inputs}, page.Links(paths.report_index()), {}, 2, shown))
+        html = page.render("controlled_section.html.j2", controlled=view)
+    finally:
+        paths.use_results_dir(None)
+    assert [g["label"] for g in view["alignments"]] == ["m SFT on chat, DPO, seed 0", "m SFT on chat, DPO, seed 1"]
+    assert 'id="fig-aligned-m-chat-dpo-seed1"' in html
+    assert view["stance"] is not None and view["gap"] is not None and view["synthetic"] is not None
+
+
 def test_po_table_gives_a_sweeps_runs_columns_of_their_own():
     """paper.yaml sweeps DPO's beta on the support-aligned data: the PO table of that SFT model
     holds the run as configured and each value's run (same algorithm and preference data)."""

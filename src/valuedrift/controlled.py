@@ -110,18 +110,22 @@ def targets(config: dict[str, Any]) -> list[str]:
     return out
 
 
-def report_layout(config: dict[str, Any]) -> dict[str, Any]:
-    """The controlled experiment's files the report shows, by role (empty roles: not in this study)."""
-    synth = config.get("synthetic") is not None
+def report_layout(config: dict[str, Any], *, every_role: bool = False) -> dict[str, Any]:
+    """The controlled experiment's files the report shows, by role (empty roles: not in this study).
+
+    ``every_role``: also the files of the synthetic, stance and gap roles when the config has no
+    such block (the report job's study holds only ``study.STUDY_BLOCKS``: its view shows a role
+    whose files are all among the rule's inputs)."""
+    synth = every_role or config.get("synthetic") is not None
     return {
         "synthetic": ({"retrieval": paths.synthetic_stats_file("retrieval"),
                        "generation": paths.synthetic_stats_file("generation")} if synth else {}),
-        "alignments": [{**g, **alignment_files(g)} for g in alignment_groups(config)],
+        "alignments": [{**g, "files": alignment_files(g)} for g in alignment_groups(config)],
         "tables": [{"spec": spec, "files": aligned_table_files(spec)} for spec in aligned_table_specs(config)],
         "stance": ({"table": paths.dataset_stance_table(), "html": paths.dataset_stance_plot("html"),
-                    "png": paths.dataset_stance_plot("png")} if stance_datasets(config) else {}),
+                    "png": paths.dataset_stance_plot("png")} if every_role or stance_datasets(config) else {}),
         "gap": ({"table": paths.value_gap_table(), "html": paths.value_gap_plot("html"),
-                 "png": paths.value_gap_plot("png")} if gap_datasets(config) else {}),
+                 "png": paths.value_gap_plot("png")} if every_role or gap_datasets(config) else {}),
     }
 
 
@@ -129,8 +133,7 @@ def report_inputs(config: dict[str, Any]) -> list[str]:
     """Every file of ``report_layout`` (the report rule's input ``controlled``)."""
     lay = report_layout(config)
     files = [*lay["synthetic"].values(), *lay["stance"].values(), *lay["gap"].values()]
-    files += [f for g in lay["alignments"] for f in alignment_files(g).values()]
-    files += [f for t in lay["tables"] for f in t["files"].values()]
+    files += [f for part in ("alignments", "tables") for item in lay[part] for f in item["files"].values()]
     return files
 
 

@@ -66,21 +66,25 @@ def gap_rows(table: pl.DataFrame, decimals: int) -> list[list[Any]]:
 
 
 def controlled_view(context: Context) -> dict[str, Any] | None:
+    """The section's data from ``controlled.report_layout``: each of its roles whose files are all
+    among the rule's input ``controlled`` (None: no such input)."""
     files = set(context.inputs.get("controlled") or [])
     if not files:
         return None
     from .page import figure, paper_table_view
 
-    links, decimals, study = context.links, context.decimals, context.study
+    links, decimals = context.links, context.decimals
+    lay = controlled.report_layout(context.study, every_role=True)
+    shown = lambda role: bool(role) and set(role.values()) <= files  # noqa: E731
     view: dict[str, Any] = {"synthetic": None, "alignments": [], "tables": [], "stance": None, "gap": None}
-    retrieval, generation = paths.synthetic_stats_file("retrieval"), paths.synthetic_stats_file("generation")
-    if {retrieval, generation} <= files:
-        view["synthetic"] = synthetic_view(json.loads(Path(retrieval).read_text()),
-                                           json.loads(Path(generation).read_text()))
-        view["synthetic"]["files"] = [links(retrieval), links(generation), links(paths.synthetic_pairs_file())]
-    for group in controlled.alignment_groups(study):
-        f = controlled.alignment_files(group)
-        if not set(f.values()) <= files:
+    if shown(synth := lay["synthetic"]):
+        view["synthetic"] = synthetic_view(json.loads(Path(synth["retrieval"]).read_text()),
+                                           json.loads(Path(synth["generation"]).read_text()))
+        view["synthetic"]["files"] = [links(synth["retrieval"]), links(synth["generation"]),
+                                      links(paths.synthetic_pairs_file())]
+    for group in lay["alignments"]:
+        f = group["files"]
+        if not shown(f):
             continue
         label = controlled.alignment_label(group)
         view["alignments"].append({
@@ -91,23 +95,21 @@ def controlled_view(context: Context) -> dict[str, Any] | None:
             "rows": contrast_rows(pl.read_csv(f["table"]), decimals),
             "files": [links(f["table"], "drift contrast (CSV)"), links(paths.drift_table(group["support"]),
                       "support-aligned drift.csv"), links(paths.drift_table(group["oppose"]), "oppose-aligned drift.csv")]})
-    specs = [s for s in controlled.aligned_table_specs(study) if set(controlled.aligned_table_files(s).values()) <= files]
-    if specs:
+    aligned = [t for t in lay["tables"] if shown(t["files"])]
+    if aligned:
         study_drift = tables.read(context.inputs["study_drift"], "study_drift")
-        view["tables"] = [{"table": paper_table_view(paper_tables.build(spec, study_drift), decimals),
-                           "files": [links(p, ext.upper()) for ext, p in controlled.aligned_table_files(spec).items()]}
-                          for spec in specs]
-    if paths.dataset_stance_table() in files:
-        view["stance"] = {"rows": stance_rows(pl.read_csv(paths.dataset_stance_table())),
-                          "link": links(paths.dataset_stance_table()),
-                          "figure": figure(links, paths.dataset_stance_plot("png"), paths.dataset_stance_plot("html"),
+        view["tables"] = [{"table": paper_table_view(paper_tables.build(t["spec"], study_drift), decimals),
+                           "files": [links(p, ext.upper()) for ext, p in t["files"].items()]} for t in aligned]
+    if shown(stance := lay["stance"]):
+        view["stance"] = {"rows": stance_rows(pl.read_csv(stance["table"])), "link": links(stance["table"]),
+                          "figure": figure(links, stance["png"], stance["html"],
                                            "Stance distribution of the training data per topic (Figure 19)",
                                            "fig-dataset-stance")}
-    if paths.value_gap_table() in files:
-        gaps = pl.read_csv(paths.value_gap_table())
+    if shown(gap := lay["gap"]):
+        gaps = pl.read_csv(gap["table"])
         view["gap"] = {"header": ["dataset", "pairs", *[c for c in gaps.columns if c not in ("dataset", "pairs")]],
-                       "rows": gap_rows(gaps, decimals), "link": links(paths.value_gap_table()),
-                       "figure": figure(links, paths.value_gap_plot("png"), paths.value_gap_plot("html"),
+                       "rows": gap_rows(gaps, decimals), "link": links(gap["table"]),
+                       "figure": figure(links, gap["png"], gap["html"],
                                         "Value gap of preference pairs: histograms of the Euclidean distance between "
                                         "chosen and rejected stance vectors, one per dataset (Figure 20)",
                                         "fig-value-gap")}

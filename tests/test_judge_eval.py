@@ -281,3 +281,19 @@ def test_a_distilled_judge_params_hold_its_teacher_result_settings(monkeypatch):
     assert judge_specs.result_settings(distilled) != dp and judge_specs.training_settings(distilled) != \
         {k: dp[k] for k in ("embedder", "train")}
     assert judge_specs.result_settings(authored) == ap
+
+
+def test_each_judge_asks_for_its_own_model_resources():
+    """judge_classifier, judge_validation and panel_judge ask for the `infer` resources of the model
+    their judge loads (judge_specs.resource_model of its spec, as the judge rule), none without one."""
+    from valuedrift import judge_specs, launch
+
+    config = {"models": {"m": {}}, "resources": {"by_model": {"m": {"infer": {"mem_mb": 2000}}}},
+              "judge": {"backend": "openai", "model": "gpt-4o"}}
+    probe = {"backend": "classifier", "embedder": {"llm": "m", "layer": 3}}
+    minilm = {"backend": "classifier", "embedder": {"name": "all-MiniLM-L6-v2"}}
+    local = {"backend": "local", "model": "m"}
+    assert [judge_specs.resource_model(config, s) for s in (probe, minilm, local)] == ["m", None, "m"]
+    assert judge_specs.resource_model(config) is None  # the primary (API) judge
+    assert [judge_specs.loads_model(s) for s in (probe, minilm, local, config["judge"])] == [True, False, True, False]
+    assert launch.request(config["resources"], "infer", judge_specs.resource_model(config, probe))["mem_mb"] == 2000

@@ -134,10 +134,11 @@ def report_files(config: dict[str, Any]) -> list[str]:
     return out
 
 
-def resource_model(config: dict[str, Any]) -> str | None:
-    """The base model (a key of ``models``) whose ``resources`` the primary judge's jobs ask for:
-    a local/vLLM judge's model, a classifier's LLM embedder; None for an API judge or a model folder."""
-    spec = config["judge"]
+def resource_model(config: dict[str, Any], spec: dict[str, Any] | None = None) -> str | None:
+    """The base model (a key of ``models``) whose ``resources`` the jobs of judge ``spec`` (default the
+    primary judge) ask for: a local/vLLM judge's model, a classifier's LLM embedder; None for an API
+    judge or a model folder."""
+    spec = config["judge"] if spec is None else spec
     name = spec.get("model") if spec.get("backend", "local") in ("local", "vllm") else \
         (spec.get("embedder") or {}).get("llm") if spec.get("backend") == "classifier" else None
     return name if name in config["models"] else None

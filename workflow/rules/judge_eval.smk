@@ -21,6 +21,8 @@ rule judge_classifier:
         paths.log_file("judge_classifier", "{judge}"),
     threads: workflow.cores
     priority: 10  # every judge job waits for it: train it early, beside the first training segments
+    resources:
+        **judge_resources(CLASSIFIER_JUDGES),
     conda:
         conda_env("infer")
     script:
@@ -40,6 +42,8 @@ rule panel_judge:
     log:
         paths.log_file("panel_judge", "{judge}/{model}"),
     threads: workflow.cores
+    resources:
+        **judge_resources(PANEL_JUDGES),
     conda:
         conda_env("infer")
     script:
@@ -60,6 +64,8 @@ rule judge_validation:
     log:
         paths.log_file("judge_validation", "{judge}"),
     threads: workflow.cores
+    resources:
+        **judge_resources(JUDGES),
     conda:
         conda_env("infer")
     script:

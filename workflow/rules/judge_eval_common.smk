@@ -29,6 +29,31 @@ def classifier_inputs(wildcards):
             **{k: v for k, v in judge_specs.judge_inputs(config, wildcards.judge, teacher).items() if k == "judge_model"}}
 
 
+NO_MODEL_MEM_MB = 4000  # a judge job that loads no model (profiles/slurm's default-resources mem_mb)
+
+
+def judge_resources(names):
+    """The `infer` resources of the jobs of judges `names` (a rule's {judge}) for the model each loads,
+    as the judge rule's (judge_specs.resource_model); none if no judge of them loads one. A job of
+    one that does not (an API judge, a sentence embedder) asks no GPU, partition or CPUs per GPU, and
+    NO_MODEL_MEM_MB (Snakemake takes no None for a sized resource)."""
+    if not any(judge_specs.loads_model(JUDGES[n]) for n in names):
+        return {}
+    loads = lambda wc: judge_specs.loads_model(JUDGES[wc.judge])
+    asks = job_resources("infer", lambda wc: judge_specs.resource_model(config, JUDGES[wc.judge]))
+
+    def only_loading(key, ask):
+        if key == "mem_mb":
+            return lambda wildcards: ask(wildcards) if loads(wildcards) else NO_MODEL_MEM_MB
+        if key == "disk_mb":
+            return ask
+        if key == "runtime":
+            return lambda wildcards, attempt: ask(wildcards, attempt) if loads(wildcards) else None
+        return lambda wildcards: ask(wildcards) if loads(wildcards) else None
+
+    return {key: only_loading(key, ask) for key, ask in asks.items()}
+
+
 def panel_judge_inputs(wildcards):
     return {"generations": paths.generations_file(wildcards.model), "questions": paths.questions_file(),
             **judge_specs.judge_inputs(config, wildcards.judge)}

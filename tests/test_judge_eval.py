@@ -297,3 +297,15 @@ def test_each_judge_asks_for_its_own_model_resources():
     assert judge_specs.resource_model(config) is None  # the primary (API) judge
     assert [judge_specs.loads_model(s) for s in (probe, minilm, local, config["judge"])] == [True, False, True, False]
     assert launch.request(config["resources"], "infer", judge_specs.resource_model(config, probe))["mem_mb"] == 2000
+
+
+def test_the_judge_eval_target_and_the_report_read_the_same_files():
+    from valuedrift import judge_specs, paths
+
+    config = {"judge": {"backend": "classifier"}, "judges": {"api": {"backend": "openai", "model": "m"}},
+              "human_review": {"filled": None}, "models": {}}
+    files = judge_specs.eval_files(config)
+    assert paths.judge_classifier_report("primary") in files and paths.panel_agreement() in files
+    assert paths.human_review_agreement() not in files
+    assert judge_specs.report_files(config) == []  # judge_validation.enabled is off
+    assert judge_specs.report_files({**config, "judge_validation": {"enabled": True}}) == files

@@ -112,13 +112,10 @@ def job_spec(config: dict[str, Any], name: str, params_spec: dict[str, Any]) -> 
     return out
 
 
-def report_files(config: dict[str, Any]) -> list[str]:
-    """What the report's "Judge quality" section reads (valuedrift.report.judges_view): per judge its
-    validation metrics, per-topic metrics, floor check, option mass and (classifier) training report;
-    the panel's agreement with more than one judge; the human review sheet, and its agreement when
-    filled. [] unless ``judge_validation.enabled``."""
-    if not validation_settings(config)["enabled"]:
-        return []
+def eval_files(config: dict[str, Any]) -> list[str]:
+    """Every file of the judge evaluation (the ``judge_eval`` target): per judge its validation
+    metrics, per-topic metrics, floor check, option mass and (classifier) training report; the
+    panel's agreement with more than one judge; the human review sheet, and its agreement when filled."""
     judges = panel(config)
     out = []
     for name, spec in judges.items():
@@ -132,6 +129,12 @@ def report_files(config: dict[str, Any]) -> list[str]:
     if (config.get("human_review") or {}).get("filled"):
         out.append(paths.human_review_agreement())
     return out
+
+
+def report_files(config: dict[str, Any]) -> list[str]:
+    """What the report's "Judge quality" section reads (valuedrift.report.judges_view): the judge
+    evaluation's files (``eval_files``); [] unless ``judge_validation.enabled``."""
+    return eval_files(config) if validation_settings(config)["enabled"] else []
 
 
 def resource_model(config: dict[str, Any], spec: dict[str, Any] | None = None) -> str | None:

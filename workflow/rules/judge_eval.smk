@@ -167,7 +167,7 @@ rule human_review_agreement:
 
 rule judge_eval:
     input:
-        judge_eval_outputs(),
+        judge_specs.eval_files(config),  # the files the report's Judge quality section reads
 
 
 # a job that loads a causal LM (a local judge, a classifier on an LLM's hidden states) runs on a node

@@ -63,15 +63,3 @@ def validation_inputs(wildcards):
     """The judge's model or classifier; not the calibration choice, which validation makes."""
     inputs = judge_specs.judge_inputs(config, wildcards.judge)
     return {"validation": JUDGE_VALIDATION["path"], **{k: v for k, v in inputs.items() if k != "calibration"}}
-
-
-def judge_eval_outputs():
-    out = [paths.judge_floor_check(name) for name in JUDGES]
-    out += [paths.judge_option_mass(name) for name in JUDGES]
-    out += [paths.judge_classifier_report(name) for name in CLASSIFIER_JUDGES]
-    if len(JUDGES) > 1:
-        out += [paths.panel_agreement(), paths.panel_disagreements()]
-    out.append(paths.human_review_sheet())
-    if config["human_review"]["filled"]:
-        out.append(paths.human_review_agreement())
-    return out

@@ -1,7 +1,6 @@
 from valuedrift import dataset_stance, judge_specs, paths, pipeline
 
-pipeline.configure_logging(snakemake.log[0])
-pipeline.set_threads(snakemake.threads)
+pipeline.start_job(snakemake.log[0], snakemake.threads)
 cfg = judge_specs.job_spec(snakemake.config, paths.PRIMARY_JUDGE, snakemake.params.judge)
 dataset_stance.classify(
     dataset=snakemake.input.dataset,

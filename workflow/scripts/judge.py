@@ -1,8 +1,7 @@
-from valuedrift import judge_specs, pipeline
-from valuedrift.study import job_settings
+from valuedrift import judge_specs, paths, pipeline
 
 pipeline.start_job(snakemake.log[0], snakemake.threads)
-cfg = job_settings(snakemake.params.judge, snakemake.config["judge"], "judge")
+cfg = judge_specs.job_spec(snakemake.config, paths.PRIMARY_JUDGE, snakemake.params.judge)
 pipeline.judge(generations=snakemake.input.generations, questions=snakemake.input.questions,
                output=snakemake.output.stances, accounting=snakemake.output.accounting, backend=cfg["backend"],
                judge_kwargs=judge_specs.judge_kwargs(cfg, snakemake.input),

@@ -1,7 +1,6 @@
 from valuedrift import judge_eval, judge_specs, pipeline
 
-pipeline.configure_logging(snakemake.log[0])
-pipeline.set_threads(snakemake.threads)
+pipeline.start_job(snakemake.log[0], snakemake.threads)
 spec = judge_specs.job_spec(snakemake.config, snakemake.wildcards.judge, snakemake.params.spec)
 judge_eval.score_validation(
     name=snakemake.wildcards.judge,

@@ -4,8 +4,13 @@ The primary judge's stances feed the drift tables (at ``paths.stances_file``); e
 panel judge (``judges: {name: spec}``, the same keys as ``judge``) scores the same
 generations into ``results/judges/{name}/stances/``, so adding one reruns nothing of
 the primary. The judge-evaluation keys (``calibration``, ``min_option_mass``, ``embedder``,
-``train``) have no schema default, so configs that do not use them keep their judge
-jobs' parameters, and nothing reruns; their defaults live here.
+``train``) have no schema default, so configs that do not use them get no new keys in their
+judge jobs' parameters; their defaults live here. The params themselves changed once, though
+(``result_settings``): an LLM judge's now hold the prompt's digest (``prompt_sha256``) and no
+longer the keys its backend never reads (``max_tokens``/``top_logprobs`` of a local judge), a
+distilled classifier's its teacher's result settings, and ``dataset_stance``'s the judge's result
+settings, so a study made before rejudges once after upgrading, and never again for an
+execution setting.
 """
 
 from __future__ import annotations

@@ -291,3 +291,24 @@ def test_report_sections_find_their_files_by_the_names_paths_gives(tmp_path, mon
     assert [s["name"] for s in series["series"]] == ["mine"] and series["series"][0]["figure"]["png"].endswith("v-of-t.png")
     (group,) = seeded["groups"]
     assert group["name"] == "tiny/sft-demo-instruct" and group["figure"]["html"].endswith("bands.html")
+
+
+def test_seed_rules_inputs_and_figures_come_from_one_function_for_runs_and_series(tiny_model):
+    """seeds.smk and trajectories.smk call the same functions for a trained run's seeds and an
+    external seed group's: drift_<seed>/trajectory_<seed> inputs, the seed-band outputs, the title."""
+    from conftest import tiny_config
+    from valuedrift import paths
+    from valuedrift.trajectories import Checkpoint, Trajectory
+
+    cfg = tiny_config(tiny_model)
+    cfg["runs"][0]["seeds"] = [0, 1]
+    group = _study(cfg).seed_groups["tiny/sft-demo-instruct"]
+    assert seeds.seed_table_inputs(group) == {
+        f"{kind}_{s}": path(f"tiny/sft-demo-instruct-seed{s}") for s in (0, 1)
+        for kind, path in (("drift", paths.drift_table), ("trajectory", paths.trajectory_file))}
+    series = {2: Trajectory(name="mine", checkpoints=(Checkpoint(step=0, path="a"),))}
+    assert seeds.seed_table_inputs(series) == {"drift_2": paths.drift_table("external/mine"),
+                                               "trajectory_2": paths.trajectory_file("external/mine")}
+    assert seeds.seed_bands_outputs(paths.seed_group_dir("g")) == {
+        ext: paths.seed_bands_plot(paths.seed_group_dir("g"), ext) for ext in ("html", "png")}
+    assert seeds.seed_bands_title("g", ["mine", "mine-s1"]) == "v(T) over the seeds of g: mine, mine-s1"

@@ -16,7 +16,7 @@ valuedrift.significance when present) or one trajectory table per seed. Output:
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
 import polars as pl
 
@@ -116,3 +116,28 @@ def seed_bands_figure(trajectory_path: str, *, html: str, png: str, title: str, 
 
     chart = seed_bands_chart(tables.read(trajectory_path, "trajectory_across_seeds"), title, options)
     save_chart(chart, html_path=html, png_path=png, options=options, title=title)
+
+
+# --- what the seed rules ask (workflow/rules/seeds.smk, trajectories.smk) -----------------------
+
+def seed_table_inputs(by_seed: Mapping[int, Any]) -> dict[str, str]:
+    """The inputs of a seed group's across-seed tables (``write_seed_tables``, by the script's
+    names ``drift_<seed>`` and ``trajectory_<seed>``): each seed's drift table and trajectory.
+    ``by_seed``: seed -> its run or trajectory (anything with a ``model_path``), trained runs
+    (``Study.seed_groups``) and external trajectories (``trajectories.seed_groups``) alike."""
+    from . import paths
+
+    return {f"{kind}_{seed}": path(member.model_path) for seed, member in by_seed.items()
+            for kind, path in (("drift", paths.drift_table), ("trajectory", paths.trajectory_file))}
+
+
+def seed_bands_outputs(seeds_dir: str) -> dict[str, str]:
+    """The seed-band figure (html, png) beside a seed group's across-seed tables in ``seeds_dir``."""
+    from . import paths
+
+    return {ext: paths.seed_bands_plot(seeds_dir, ext) for ext in ("html", "png")}
+
+
+def seed_bands_title(group: str, seeds: Iterable[str]) -> str:
+    """The seed-band figure's title: the group and its seeds (an external group's by trajectory name)."""
+    return f"v(T) over the seeds of {group}: {', '.join(seeds)}"

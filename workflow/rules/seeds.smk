@@ -3,6 +3,7 @@
 # schedules that seed's jobs and the across-seed tables and figures below, nothing of the
 # other seeds. The external seed groups' tables (trajectories.<name>.seed_group) are in
 # trajectories.smk; their seed-band figure is here.
+from valuedrift import seeds as vd_seeds
 
 
 wildcard_constraints:
@@ -11,9 +12,7 @@ wildcard_constraints:
 
 rule run_seed_tables:
     input:
-        unpack(lambda wc: {f"{kind}_{seed}": fn(run.model_path)
-                           for seed, run in STUDY.seed_groups[wc.seedrun].items()
-                           for kind, fn in (("drift", paths.drift_table), ("trajectory", paths.trajectory_file))}),
+        unpack(lambda wc: vd_seeds.seed_table_inputs(STUDY.seed_groups[wc.seedrun])),
     output:
         drift=paths.run_drift_across_seeds("{seedrun}"),
         trajectory=paths.run_trajectory_across_seeds("{seedrun}"),
@@ -25,15 +24,16 @@ rule run_seed_tables:
         "../scripts/seed_tables.py"
 
 
+# the seed-band figure of a trained run's seeds and of an external seed group: the same job
+# (vd_seeds.seed_bands_*), each from its group's across-seed trajectory table
 rule run_seed_bands_plot:
     input:
         paths.run_trajectory_across_seeds("{seedrun}"),
     output:
-        html=paths.seed_bands_plot(paths.run_seeds_dir("{seedrun}"), "html"),
-        png=paths.seed_bands_plot(paths.run_seeds_dir("{seedrun}"), "png"),
+        **vd_seeds.seed_bands_outputs(paths.run_seeds_dir("{seedrun}")),
     params:
         figures=canonical(config["report"]["figures"]),
-        title=lambda wc: f"v(T) over seeds {', '.join(map(str, STUDY.seed_groups[wc.seedrun]))}: {wc.seedrun}",
+        title=lambda wc: vd_seeds.seed_bands_title(wc.seedrun, [f"seed {s}" for s in STUDY.seed_groups[wc.seedrun]]),
     log:
         paths.log_file("seed_bands_plot", "{seedrun}"),
     conda:
@@ -42,22 +42,16 @@ rule run_seed_bands_plot:
         "../scripts/seed_bands_plot.py"
 
 
-rule external_seed_bands_plot:
+use rule run_seed_bands_plot as external_seed_bands_plot with:
     input:
         paths.trajectory_across_seeds_table("{seed_group}"),
     output:
-        html=paths.seed_bands_plot(paths.seed_group_dir("{seed_group}"), "html"),
-        png=paths.seed_bands_plot(paths.seed_group_dir("{seed_group}"), "png"),
+        **vd_seeds.seed_bands_outputs(paths.seed_group_dir("{seed_group}")),
     params:
         figures=canonical(config["report"]["figures"]),
-        title=lambda wc: f"v(T) over the seeds of {wc.seed_group}: "
-                         + ", ".join(t.name for t in SEED_GROUPS[wc.seed_group].values()),
+        title=lambda wc: vd_seeds.seed_bands_title(wc.seed_group, [t.name for t in SEED_GROUPS[wc.seed_group].values()]),
     log:
         paths.log_file("seed_bands_plot", paths.external_trajectory_path("{seed_group}")),
-    conda:
-        conda_env("analysis")
-    script:
-        "../scripts/seed_bands_plot.py"
 
 
 # `snakemake seeds`: the across-seed tables and seed-band figures of every seed group.

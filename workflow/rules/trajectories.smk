@@ -2,6 +2,7 @@
 # series trained elsewhere are imported as models external/<name>/step-<N>; the generate and
 # judge rules then serve them like any checkpoint, and the rules below build their
 # trajectory, drift table and plot with the same scripts as a trained run's. Nothing is trained.
+from valuedrift import seeds as vd_seeds
 from valuedrift import trajectories as vd_trajectories
 
 try:
@@ -90,9 +91,7 @@ SEED_GROUPS = vd_trajectories.seed_groups(TRAJECTORIES.values())
 
 rule seed_group_tables:
     input:
-        unpack(lambda wc: {f"{kind}_{seed}": fn(t.model_path)
-                           for seed, t in SEED_GROUPS[wc.seed_group].items()
-                           for kind, fn in (("drift", paths.drift_table), ("trajectory", paths.trajectory_file))}),
+        unpack(lambda wc: vd_seeds.seed_table_inputs(SEED_GROUPS[wc.seed_group])),
     output:
         drift=paths.drift_across_seeds_table("{seed_group}"),
         trajectory=paths.trajectory_across_seeds_table("{seed_group}"),

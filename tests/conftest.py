@@ -148,11 +148,16 @@ def cache_entries(root: Path) -> int:
 
 def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
     """`snakemake --profile profiles/local ...` in the background, in a session of its own (so
-    that os.killpg takes it and its jobs at once, as a node failure or ``scancel`` does)."""
+    that os.killpg takes it and its jobs at once, as a node failure or ``scancel`` does). Its
+    output goes to a file in ``workdir`` (a pipe nobody reads until the kill would fill and
+    block Snakemake); ``_output`` reads it back."""
     cmd = [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles/local"), *args]
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    output = Path(workdir) / f"snakemake-{time.monotonic_ns()}.out"
+    with open(output, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    proc.output_path = output
+    return proc
 
 
 def snakemake_job(snake: subprocess.Popen, script: str, timeout: float = 600):
@@ -177,6 +182,8 @@ def snakemake_job(snake: subprocess.Popen, script: str, timeout: float = 600):
 
 
 def _output(proc: subprocess.Popen) -> str:
+    if getattr(proc, "output_path", None):
+        return Path(proc.output_path).read_text(errors="replace")
     out = proc.stdout.read() if proc.stdout else ""
     return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
 
@@ -188,9 +195,14 @@ def kill9_when(proc: subprocess.Popen, ready, *, timeout: float = 300, delay: fl
     later. Fails if ``proc`` (or ``job``) ends before the kill. Returns ``proc``'s output; after
     a kill of ``proc`` itself, its exit status is -SIGKILL (checked)."""
     def victim_alive():
+        import psutil
+
         if job is None:
             return proc.poll() is None
-        return job.is_running() and job.status() != "zombie"
+        try:
+            return job.is_running() and job.status() != "zombie"
+        except psutil.NoSuchProcess:  # it ended between the two calls
+            return False
 
     try:
         deadline = time.monotonic() + timeout
@@ -203,8 +215,17 @@ def kill9_when(proc: subprocess.Popen, ready, *, timeout: float = 300, delay: fl
         time.sleep(delay)
         assert proc.poll() is None and victim_alive(), "the job finished before the kill: make it slower"
         if job is not None:
-            for p in [job, *job.children(recursive=True)]:
-                p.send_signal(signal.SIGKILL)
+            import psutil
+
+            try:
+                victims = [job, *job.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pytest.fail(f"the job ended before the kill:\n{_output(proc)[-3000:]}")
+            for p in victims:
+                try:
+                    p.send_signal(signal.SIGKILL)
+                except psutil.NoSuchProcess:
+                    pass
         elif group:
             os.killpg(proc.pid, signal.SIGKILL)
         else:

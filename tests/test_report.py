@@ -475,6 +475,19 @@ def test_a_registered_section_renders_before_its_fixed_section(tmp_path, monkeyp
     assert 'id="absent"' not in html and "#absent" not in html
 
 
+def test_a_dataset_no_run_trains_on_gets_no_link():
+    """Only the datasets some run trains on are prepared; the page links no parquet that is never written."""
+    from valuedrift.report import page
+
+    study = synthetic_study()
+    study["datasets"]["unused"] = {"kind": "sft", "source": "jsonl", "path": "unused.jsonl"}
+    model = Study(study)
+    rows = {row[0]: row[-1] for row in page.config_view(study, model, pl.DataFrame({"topic": ["abortion"]}),
+                                                        page.Links("results/report/index.html"))["datasets"]}
+    assert rows["unused"] == "not trained on"
+    assert rows["chat-data"]["href"].endswith("chat-data.parquet")
+
+
 def test_report_options_are_plot_options_only():
     """The `report` block reaches report/plot rules only (the others never read it)."""
     rules = {p.name: p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")}

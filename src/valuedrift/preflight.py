@@ -91,7 +91,7 @@ def schedule_warnings(config: dict[str, Any], workdir: str | Path = ".") -> list
     out = []
     for s in run_schedules(config, workdir):
         run, horizon, algorithm, settings = s["run"], s["horizon"], s["algorithm"], s["settings"]
-        where = f"runs[{s['index']}] ({run.model_path})"
+        where = f"{run.origin or 'runs[%d]' % s['index']} ({run.model_path})"  # origin: runs[i] (seed N) ...
         key = f"training.{algorithm}"
         if horizon is None:
             continue

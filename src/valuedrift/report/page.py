@@ -134,11 +134,18 @@ sections.register(sections.Section("vprism", "V-PRISM questions", "vprism_sectio
                                    lambda c: vprism_view(c.inputs, c.links), before="config"))
 
 
+def trained_datasets(model: Study) -> set[str]:
+    """The datasets some run trains on (the ones the workflow prepares)."""
+    return {r.sft for r in model.runs if r.is_sft} | {r.preference for r in model.runs if not r.is_sft}
+
+
 def config_view(study: dict[str, Any], model: Study, questions: pl.DataFrame, links: Links) -> dict[str, Any]:
     models = [[name, m.get("source"), m.get("name") or m.get("file") or m.get("path") or "", m.get("prompt_format"),
                m.get("dtype")] for name, m in study.get("models", {}).items()]
+    trained_on = trained_datasets(model)  # only these are prepared: other datasets get no link
     datasets = [[name, d.get("kind"), d.get("source"), d.get("path") or d.get("name") or "", d.get("max_examples"),
-                 links(paths.dataset_file(name), "parquet")] for name, d in study.get("datasets", {}).items()]
+                 links(paths.dataset_file(name), "parquet") if name in trained_on else "not trained on"]
+                for name, d in study.get("datasets", {}).items()]
     runs = [[r.study_label, "SFT" if r.is_sft else "PO", r.algorithm or "sft", r.preference or r.sft, r.every,
              r.max_steps, ", ".join(map(str, [0, *r.steps])), r.start_model] for r in model.runs]
     per_topic = questions.group_by("topic").len().sort("topic")
@@ -244,7 +251,7 @@ def write_report(*, study: dict[str, Any], inputs: dict[str, Any], output: str,
         extra.setdefault(section.before, []).append(markupsafe.Markup(render(section.template, **{section.id: view})))
     study_files = [paths.questions_file(), paths.study_drift_table(), *model.table_files(),
                    *[f for pair in zip(model.study_figures("html"), model.study_figures("png")) for f in pair],
-                   *[paths.dataset_file(name) for name in study.get("datasets", {})]]
+                   *[paths.dataset_file(name) for name in study.get("datasets", {}) if name in trained_datasets(model)]]
     page = render(
         "report.html.j2",
         title=options.get("title") or "valuedrift report", note=options.get("note") or "",

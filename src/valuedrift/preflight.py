@@ -71,15 +71,15 @@ def dataset_size(name: str, spec: dict[str, Any], workdir: str | Path = ".") -> 
 
 
 def run_schedules(config: dict[str, Any], workdir: str | Path = ".") -> list[dict[str, Any]]:
-    """For each run: its index, Run, algorithm, settings, examples and horizon (None: unknown yet)."""
+    """For each run: its Run, algorithm, settings, examples and horizon (None: unknown yet)."""
     out = []
-    for i, run in enumerate(config_runs(config)):
+    for run in config_runs(config):
         algorithm = run.algorithm or "sft"
         settings = settings_for(algorithm, config.get("training"))
         data = run.preference or run.sft
         examples = dataset_size(data, config["datasets"][data], workdir)
         horizon = settings.schedule_steps or (settings.horizon(examples) if examples else None)
-        out.append({"index": i, "run": run, "algorithm": algorithm, "settings": settings,
+        out.append({"run": run, "algorithm": algorithm, "settings": settings,
                     "examples": examples, "horizon": horizon})
     return out
 
@@ -91,7 +91,7 @@ def schedule_warnings(config: dict[str, Any], workdir: str | Path = ".") -> list
     out = []
     for s in run_schedules(config, workdir):
         run, horizon, algorithm, settings = s["run"], s["horizon"], s["algorithm"], s["settings"]
-        where = f"{run.origin or 'runs[%d]' % s['index']} ({run.model_path})"  # origin: runs[i] (seed N) ...
+        where = f"{run.origin} ({run.model_path})"  # runs[i], runs[i] (seed N), sweeps[j] (key=v)
         key = f"training.{algorithm}"
         if horizon is None:
             continue
